@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"mailconf/autoconfig"
+	"mailconf/config"
+	"mailconf/internal/certs"
+	"mailconf/internal/metrics"
+)
+
+// shutdownGrace is how long SIGTERM waits for open connections to finish.
+const shutdownGrace = 10 * time.Second
+
+// unit is one running service on one listener.
+type unit struct {
+	name  string
+	addr  string
+	serve func(net.Listener) error
+	stop  func(context.Context) error
+}
+
+func runServe(ctx context.Context, e env, args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	if rest, err := parseInterleaved(fs, args); err != nil || len(rest) > 0 {
+		if err == nil {
+			fmt.Fprintf(e.stderr, "mailconf serve: unexpected argument %q\n", rest[0])
+		}
+		return exitUsage
+	}
+	log, err := newLogger(*logFormat, e.stderr)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "mailconf serve: %v\n", err)
+		return exitUsage
+	}
+	if err := serve(ctx, e.cfg, log, e.stdout); err != nil {
+		log.Error("serve stopped", "err", err)
+		fmt.Fprintf(e.stderr, "mailconf serve: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func newLogger(format string, w io.Writer) (*slog.Logger, error) {
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// serve runs every service the config enables until ctx ends, then drains.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	cm, err := certs.New(cfg)
+	if err != nil {
+		return err
+	}
+	m := metrics.New()
+
+	web, err := newWeb(cfg, cm, m, log)
+	if err != nil {
+		return err
+	}
+	var units []unit
+	if cfg.Listen.HTTP != "" {
+		units = append(units, httpUnit("http", cfg.Listen.HTTP, web, nil))
+	}
+	if cfg.Listen.HTTPS != "" {
+		units = append(units, httpUnit("https", cfg.Listen.HTTPS, web, cm.ServerConfig()))
+	}
+
+	// Bind everything first so that a port in use fails the start cleanly
+	// instead of leaving half the services running.
+	lns := make([]net.Listener, len(units))
+	for i, u := range units {
+		ln, err := net.Listen("tcp", u.addr)
+		if err != nil {
+			for _, l := range lns[:i] {
+				l.Close()
+			}
+			return fmt.Errorf("listen %s on %s: %w", u.name, u.addr, err)
+		}
+		lns[i] = ln
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := cm.Reload(); err != nil {
+				log.Error("certificate reload failed; keeping the old one", "err", err)
+			} else {
+				log.Info("certificate reloaded", "file", cm.CertFile())
+			}
+		}
+	}()
+
+	errc := make(chan error, len(units))
+	var wg sync.WaitGroup
+	for i, u := range units {
+		wg.Add(1)
+		go func(u unit, ln net.Listener) {
+			defer wg.Done()
+			log.Info("listening", "service", u.name, "addr", ln.Addr().String())
+			if err := u.serve(ln); err != nil {
+				errc <- fmt.Errorf("%s: %w", u.name, err)
+			}
+		}(u, lns[i])
+	}
+	printWelcome(stdout, cfg, cm, lns, units)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: draining connections", "grace", shutdownGrace)
+	case runErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	for _, u := range units {
+		if err := u.stop(sctx); err != nil {
+			log.Warn("stop", "service", u.name, "err", err)
+		}
+	}
+	wg.Wait()
+	log.Info("stopped")
+	return runErr
+}
+
+func httpUnit(name, addr string, h http.Handler, tlsConfig *tls.Config) unit {
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      2 * time.Minute, // probe streams run long
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	return unit{
+		name: name,
+		addr: addr,
+		serve: func(ln net.Listener) error {
+			if tlsConfig != nil {
+				ln = tls.NewListener(ln, tlsConfig)
+			}
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+		stop: srv.Shutdown,
+	}
+}
+
+// newWeb builds the HTTP handler: every configuration format, the settings
+// API, health and metrics.
+func newWeb(cfg *config.Config, cm *certs.Manager, m *metrics.Metrics, log *slog.Logger) (*echo.Echo, error) {
+	cat := autoconfig.NewCatalog(cfg)
+	svc, err := autoconfig.NewService(cat, m, log)
+	if err != nil {
+		return nil, err
+	}
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.Logger.SetOutput(io.Discard)
+	e.Use(middleware.Recover())
+	e.HTTPErrorHandler = jsonErrors(log)
+
+	svc.Register(e)
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.HEAD("/healthz", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
+	e.GET("/metrics", echo.WrapHandler(m.Handler()))
+	return e, nil
+}
+
+// jsonErrors answers echo's own errors (404 for unknown paths, 405) without
+// leaking internals; anything unexpected is logged and answered 500 once.
+func jsonErrors(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		code := http.StatusInternalServerError
+		msg := "internal error"
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			code = he.Code
+			msg = http.StatusText(code)
+		} else {
+			log.Error("http handler failed", "path", c.Request().URL.Path, "err", err)
+		}
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(code)
+			return
+		}
+		_ = c.String(code, msg+"\n")
+	}
+}
+
+// printWelcome tells the operator where everything is (SPEC §3).
+func printWelcome(w io.Writer, cfg *config.Config, cm *certs.Manager, lns []net.Listener, units []unit) {
+	fmt.Fprintf(w, "mailconf %s is running (config: %s, data: %s)\n", version, cfg.Source, cfg.DataDir)
+	if cm.SelfSigned() {
+		fmt.Fprintf(w, "TLS: self-signed certificate %s (clients will warn; set [tls] for production)\n", cm.CertFile())
+	}
+	base := ""
+	for i, u := range units {
+		fmt.Fprintf(w, "  %-12s %s\n", u.name, lns[i].Addr())
+		if u.name == "http" && base == "" {
+			base = "http://" + lns[i].Addr().String()
+		}
+	}
+	if base == "" {
+		return
+	}
+	d := cfg.Domains[0].Name
+	fmt.Fprintf(w, "Open:\n  setup page        %s/setup?emailaddress=demo@%s\n", base, d)
+	fmt.Fprintf(w, "  Thunderbird       %s/mail/config-v1.1.xml?emailaddress=demo@%s\n", base, d)
+	fmt.Fprintf(w, "  Apple profile     %s/profile.mobileconfig?emailaddress=demo@%s\n", base, d)
+	fmt.Fprintf(w, "  settings (JSON)   %s/api/v1/settings?emailaddress=demo@%s\n", base, d)
+	fmt.Fprintf(w, "  probe             %s/probe\n", base)
+}

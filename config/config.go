@@ -210,7 +210,9 @@ func Parse(name string, data []byte) (*Config, error) {
 		k := und[0]
 		table, key := splitKey(k)
 		msg := fmt.Sprintf("unknown key %q", key)
-		if table != "" {
+		if t := md.Type(k...); t == "Hash" || t == "ArrayHash" {
+			msg = fmt.Sprintf("unknown table [%s]", strings.Join(k, "."))
+		} else if table != "" {
 			msg += fmt.Sprintf(" in [%s]", table)
 		}
 		return nil, &Error{File: name, Line: lines.first(k), Msg: msg}

@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mailconf/internal/testutil"
+)
+
+// binary is the mailconf command built once for the process tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mailconf-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "mailconf")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build mailconf: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is a running `mailconf serve`.
+type daemon struct {
+	cmd    *exec.Cmd
+	stdout *bytes.Buffer
+	stderr *syncBuffer
+}
+
+func startDaemon(t *testing.T, dir string, args ...string) *daemon {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "MAILCONF_CONFIG=")
+	d := &daemon{cmd: cmd, stdout: &bytes.Buffer{}, stderr: &syncBuffer{}}
+	pr, pw := io.Pipe()
+	cmd.Stdout = io.MultiWriter(pw)
+	cmd.Stderr = d.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	// The welcome text ends with the probe URL line once everything listens.
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		closed := false
+		for sc.Scan() {
+			d.stdout.WriteString(sc.Text() + "\n")
+			if !closed && strings.Contains(sc.Text(), "probe ") {
+				close(ready)
+				closed = true
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("mailconf serve did not start:\nstdout:\n%s\nstderr:\n%s", d.stdout, d.stderr)
+	}
+	return d
+}
+
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve exited with %v after SIGTERM; stderr:\n%s", err, d.stderr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop within 15 s of SIGTERM")
+	}
+	if !regexp.MustCompile(`msg="?stopped`).MatchString(d.stderr.String()) {
+		t.Errorf("no clean stop logged:\n%s", d.stderr)
+	}
+}
+
+type syncBuffer struct {
+	mu chan struct{}
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) lock() {
+	if s.mu == nil {
+		s.mu = make(chan struct{}, 1)
+	}
+	s.mu <- struct{}{}
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.lock()
+	defer func() { <-s.mu }()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.lock()
+	defer func() { <-s.mu }()
+	return s.b.String()
+}
+
+func get(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestServeWithConfigReloadAndStop(t *testing.T) {
+	dir := t.TempDir()
+	ca := testutil.NewCA(t)
+	leaf := ca.Issue(t, []string{"mail.example.com", "127.0.0.1"}, time.Time{}, time.Time{})
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	copyFile(t, leaf.CertFile, certFile)
+	copyFile(t, leaf.KeyFile, keyFile)
+	httpAddr, httpsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	cfgFile := filepath.Join(dir, "mailconf.toml")
+	writeFile(t, cfgFile, fmt.Sprintf(`data_dir = %q
+hostname = "mail.example.com"
+[tls]
+cert = %q
+key = %q
+[listen]
+http = %q
+https = %q
+[[domain]]
+name = "example.com"
+`, filepath.Join(dir, "data"), certFile, keyFile, httpAddr, httpsAddr))
+
+	d := startDaemon(t, dir, "--config", cfgFile, "--log-format", "json")
+	client := &http.Client{Timeout: 5 * time.Second}
+	if code, body := get(t, client, "http://"+httpAddr+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("healthz = %d %q", code, body)
+	}
+	get(t, client, "http://"+httpAddr+"/api/v1/settings?emailaddress=a@example.com")
+	if code, body := get(t, client, "http://"+httpAddr+"/metrics"); code != 200 ||
+		!strings.Contains(body, `mailconf_autoconfig_requests_total{format="settings",status="200"} 1`) {
+		t.Errorf("metrics = %d, missing the settings request counter:\n%.2000s", code, body)
+	}
+	if code, _ := get(t, client, "http://"+httpAddr+"/no/such/path"); code != 404 {
+		t.Errorf("unknown path = %d, want 404", code)
+	}
+
+	tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca.Pool, ServerName: "mail.example.com"}}}
+	if code, _ := get(t, tlsClient, "https://"+httpsAddr+"/healthz"); code != 200 {
+		t.Errorf("https healthz = %d", code)
+	}
+	first := servedSerial(t, httpsAddr, ca)
+
+	// SIGHUP picks up a renewed certificate without a restart.
+	renewed := ca.Issue(t, []string{"mail.example.com"}, time.Time{}, time.Time{})
+	copyFile(t, renewed.CertFile, certFile)
+	copyFile(t, renewed.KeyFile, keyFile)
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for servedSerial(t, httpsAddr, ca) == first {
+		if time.Now().After(deadline) {
+			t.Fatalf("certificate not reloaded after SIGHUP; stderr:\n%s", d.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(d.stderr.String(), `"msg":"certificate reloaded"`) {
+		t.Errorf("reload not logged as JSON:\n%s", d.stderr)
+	}
+	d.stop(t)
+}
+
+func servedSerial(t *testing.T, addr string, ca *testutil.CA) string {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool, ServerName: "mail.example.com"})
+	if err != nil {
+		t.Fatalf("tls dial: %v", err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+func TestServeEmbeddedDefault(t *testing.T) {
+	dir := t.TempDir()
+	d := startDaemon(t, dir)
+	out := d.stdout.String()
+	for _, want := range []string{"http://127.0.0.1:8080/setup?emailaddress=demo@example.test", "self-signed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("welcome text lacks %q:\n%s", want, out)
+		}
+	}
+	crt := filepath.Join(dir, "mailconf-data", "tls", "selfsigned.crt")
+	st1, err := os.Stat(crt)
+	if err != nil {
+		t.Fatalf("self-signed certificate not generated into the data directory: %v", err)
+	}
+	code, body := get(t, &http.Client{Timeout: 5 * time.Second}, "http://127.0.0.1:8080/api/v1/settings?emailaddress=demo@example.test")
+	if code != 200 || !strings.Contains(body, `"host":"localhost","port":2993,"security":"tls"`) {
+		t.Errorf("settings = %d %s", code, body)
+	}
+	d.stop(t)
+
+	// A second start reuses the certificate instead of minting a new one.
+	d = startDaemon(t, dir)
+	st2, err := os.Stat(crt)
+	if err != nil || !st2.ModTime().Equal(st1.ModTime()) {
+		t.Errorf("certificate regenerated on restart")
+	}
+	d.stop(t)
+}
+
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.toml")
+	writeFile(t, bad, "data_dir = \"/d\"\nhostname = \"m.example.com\"\n[listen]\nlisen = \":80\"\n")
+	cases := []struct {
+		args       []string
+		code       int
+		out, errIn string
+	}{
+		{[]string{"version"}, 0, "mailconf ", ""},
+		{nil, 2, "", "usage:"},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"check-config"}, 0, "(embedded default): ok", ""},
+		{[]string{"check-config", "--config", bad}, 2, "", "bad.toml:4: unknown key \"lisen\" in [listen]"},
+		{[]string{"check-config", "--config=" + bad}, 2, "", "unknown key"},
+		{[]string{"check-config", "--config", filepath.Join(dir, "missing.toml")}, 2, "", "no such file"},
+		{[]string{"check-config", "--config"}, 2, "", "--config needs a file name"},
+		{[]string{"serve", "--log-format", "xml"}, 2, "", "want text or json"},
+	}
+	for _, tc := range cases {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tc.args, strings.NewReader(""), &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stdout.String(), tc.out) || !strings.Contains(stderr.String(), tc.errIn) {
+			t.Errorf("mailconf %v = %d\nstdout: %s\nstderr: %s\nwant %d, stdout with %q, stderr with %q",
+				tc.args, code, stdout.String(), stderr.String(), tc.code, tc.out, tc.errIn)
+		}
+		if strings.Contains(stderr.String(), "goroutine ") {
+			t.Errorf("stack trace printed for %v", tc.args)
+		}
+	}
+	t.Setenv("MAILCONF_CONFIG", bad)
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"check-config"}, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "bad.toml") {
+		t.Errorf("$MAILCONF_CONFIG not used: %d %s", code, stderr.String())
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, to, string(b))
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -101,7 +101,7 @@ func (d *daemon) stop(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve did not stop within 15 s of SIGTERM")
 	}
-	if !regexp.MustCompile(`msg="?stopped`).MatchString(d.stderr.String()) {
+	if !regexp.MustCompile(`msg"?[=:]"?stopped`).MatchString(d.stderr.String()) {
 		t.Errorf("no clean stop logged:\n%s", d.stderr)
 	}
 }

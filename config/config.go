@@ -218,7 +218,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, &Error{File: name, Line: lines.first(k), Msg: msg}
 	}
 	c.Source = name
-	v := validator{file: name, lines: lines}
+	v := validator{file: name, lines: lines, listen: c.Listen}
 	v.config(&c)
 	if v.err != nil {
 		return nil, v.err

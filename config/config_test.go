@@ -38,6 +38,12 @@ carddav      = "https://dav.example.com/carddav/"
   port     = 993
   security = "tls"
 
+  [[domain.server]]
+  protocol = "smtp"
+  host     = "smtp.example.com"
+  port     = 465
+  security = "tls"
+
 [[domain]]
 name     = "bücher.example"
 username = "localpart"
@@ -74,7 +80,7 @@ func TestParseFull(t *testing.T) {
 	if c.Domains[1].DisplayName != "xn--bcher-kva.example" || c.Domains[1].Username != UsernameLocalpart {
 		t.Errorf("domain defaults = %+v", c.Domains[1])
 	}
-	if s := c.Domains[0].Servers; len(s) != 1 || s[0].Port != 993 || s[0].Security != "tls" {
+	if s := c.Domains[0].Servers; len(s) != 2 || s[0].Port != 993 || s[0].Security != "tls" {
 		t.Errorf("servers = %+v", s)
 	}
 	if c.Limits.MessageSize != 10<<20 || c.DKIM.Selector != "s2026" || c.Relay.Username != "relay-user" {
@@ -107,30 +113,32 @@ func TestDefault(t *testing.T) {
 }
 
 func TestErrorsNameFileAndLine(t *testing.T) {
-	base := "data_dir = \"/d\"\nhostname = \"mail.example.com\"\n[listen]\nhttp = \":80\"\n[[domain]]\nname = \"example.com\"\n"
+	base := "data_dir = \"/d\"\nhostname = \"mail.example.com\"\n[listen]\nimaps = \":993\"\nsubmissions = \":465\"\n[[domain]]\nname = \"example.com\"\n"
 	cases := []struct {
 		name, src, want string
 	}{
 		{"unknown key", "data_dir = \"/d\"\nhostname = \"m.example.com\"\n[listen]\nlisen = \":80\"\n", `bad.toml:4: unknown key "lisen" in [listen]`},
-		{"unknown top key", base + "[relay]\nsmarthst = \"x:1\"\n", `bad.toml:8: unknown key "smarthst" in [relay]`},
-		{"unknown table", base + "[nope]\nx = 1\n", `bad.toml:7: unknown table [nope]`},
+		{"unknown top key", base + "[relay]\nsmarthst = \"x:1\"\n", `bad.toml:9: unknown key "smarthst" in [relay]`},
+		{"unknown table", base + "[nope]\nx = 1\n", `bad.toml:8: unknown table [nope]`},
 		{"wrong type", "data_dir = 5\n", `bad.toml:1: key "data_dir": wrong type`},
 		{"syntax", "data_dir = \"x\nhostname = 1\n", `bad.toml:1:`},
-		{"bad port", base + "  [[domain.server]]\n  protocol = \"imap\"\n  host = \"imap.example.com\"\n  port = 99999\n  security = \"tls\"\n", `bad.toml:10: port = 99999`},
-		{"bad security", base + "  [[domain.server]]\n  protocol = \"imap\"\n  host = \"imap.example.com\"\n  port = 143\n  security = \"none\"\n", `bad.toml:11: security = "none"`},
-		{"bad protocol", base + "  [[domain.server]]\n  protocol = \"jmap\"\n  host = \"x.example.com\"\n  port = 1\n  security = \"tls\"\n", `bad.toml:8: protocol = "jmap"`},
-		{"second domain line", base + "[[domain]]\nname = \"a.example\"\nusername = \"uid\"\n", `bad.toml:9: username = "uid"`},
-		{"duplicate domain", base + "[[domain]]\nname = \"Example.com\"\n", `bad.toml:8: domain "example.com" is listed twice`},
+		{"bad port", base + "  [[domain.server]]\n  protocol = \"imap\"\n  host = \"imap.example.com\"\n  port = 99999\n  security = \"tls\"\n", `bad.toml:11: port = 99999`},
+		{"bad security", base + "  [[domain.server]]\n  protocol = \"imap\"\n  host = \"imap.example.com\"\n  port = 143\n  security = \"none\"\n", `bad.toml:12: security = "none"`},
+		{"bad protocol", base + "  [[domain.server]]\n  protocol = \"jmap\"\n  host = \"x.example.com\"\n  port = 1\n  security = \"tls\"\n", `bad.toml:9: protocol = "jmap"`},
+		{"second domain line", base + "[[domain]]\nname = \"a.example\"\nusername = \"uid\"\n", `bad.toml:10: username = "uid"`},
+		{"duplicate domain", base + "[[domain]]\nname = \"Example.com\"\n", `bad.toml:9: domain "example.com" is listed twice`},
 		{"bad hostname", "data_dir = \"/d\"\nhostname = \"bad host\"\n[listen]\nhttp = \":80\"\n[[domain]]\nname = \"example.com\"\n", `bad.toml:2: hostname "bad host"`},
 		{"bad listen", "data_dir = \"/d\"\nhostname = \"m.example.com\"\n[listen]\nhttp = \"80\"\n[[domain]]\nname = \"example.com\"\n", `bad.toml:4: listen http = "80"`},
 		{"listen twice", "data_dir = \"/d\"\nhostname = \"m.example.com\"\n[listen]\nhttp = \":80\"\nimap = \":80\"\n[[domain]]\nname = \"example.com\"\n", `bad.toml:5: listen imap = ":80" is already used by http`},
 		{"no listener", "data_dir = \"/d\"\nhostname = \"m.example.com\"\n[[domain]]\nname = \"example.com\"\n", `enables no service`},
 		{"no domain", "data_dir = \"/d\"\nhostname = \"m.example.com\"\n[listen]\nhttp = \":80\"\n", `no [[domain]]`},
-		{"cert without key", base + "[tls]\ncert = \"/c.pem\"\n", `bad.toml:7: [tls] needs both cert and key`},
-		{"caldav not https", base + "caldav = \"http://dav.example.com/\"\n", `bad.toml:7: caldav = "http://dav.example.com/"`},
-		{"resolver", base + "[dns]\nresolver = \"127.0.0.1\"\n", `bad.toml:8: [dns] resolver = "127.0.0.1"`},
+		{"cert without key", base + "[tls]\ncert = \"/c.pem\"\n", `bad.toml:8: [tls] needs both cert and key`},
+		{"caldav not https", base + "caldav = \"http://dav.example.com/\"\n", `bad.toml:8: caldav = "http://dav.example.com/"`},
+		{"resolver", base + "[dns]\nresolver = \"127.0.0.1\"\n", `bad.toml:9: [dns] resolver = "127.0.0.1"`},
 		{"relay user without password", base + "[relay]\nsmarthost = \"s.example:587\"\nusername = \"u\"\n", `[relay] needs both username and password_file`},
-		{"message size", base + "[limits]\nmessage_size = 5\n", `bad.toml:8: [limits] message_size = 5`},
+		{"message size", base + "[limits]\nmessage_size = 5\n", `bad.toml:9: [limits] message_size = 5`},
+		{"nothing to publish", "data_dir = \"/d\"\nhostname = \"m.example.com\"\n[listen]\nhttp = \":80\"\n[[domain]]\nname = \"example.com\"\n", `bad.toml:5: domain "example.com" is served by the built-in server, which listens for no mail access`},
+		{"servers without smtp", base + "  [[domain.server]]\n  protocol = \"imap\"\n  host = \"imap.example.com\"\n  port = 993\n  security = \"tls\"\n", `bad.toml:6: domain "example.com": [[domain.server]] needs at least one imap or pop3 server and one smtp server`},
 		{"single-label domain", "data_dir = \"/d\"\nhostname = \"m.example.com\"\n[listen]\nhttp = \":80\"\n[[domain]]\nname = \"localhost\"\n", `bad.toml:6: domain name "localhost" needs at least two labels`},
 		{"empty data_dir", "data_dir = \"\"\nhostname = \"m.example.com\"\n[listen]\nhttp = \":80\"\n[[domain]]\nname = \"example.com\"\n", `bad.toml:1: data_dir is empty`},
 	}

@@ -11,9 +11,10 @@ import (
 )
 
 type validator struct {
-	file  string
-	lines *lineIndex
-	err   error
+	listen Listen
+	file   string
+	lines  *lineIndex
+	err    error
 }
 
 // fail records the first error, placed at the given indexed path.
@@ -146,6 +147,30 @@ func (v *validator) domain(path string, d *Domain) {
 	}
 	for j := range d.Servers {
 		v.server(fmt.Sprintf("%s.server#%d", path, j), &d.Servers[j])
+	}
+	v.publishable(path, d)
+}
+
+// publishable checks that a domain gives clients something to configure:
+// an incoming (IMAP or POP3) and an outgoing (SMTP) server, either its own
+// [[domain.server]] entries or the built-in listeners.
+func (v *validator) publishable(path string, d *Domain) {
+	var in, out bool
+	if len(d.Servers) > 0 {
+		for _, s := range d.Servers {
+			in = in || s.Protocol == "imap" || s.Protocol == "pop3"
+			out = out || s.Protocol == "smtp"
+		}
+		if !in || !out {
+			v.fail(path, "domain %q: [[domain.server]] needs at least one imap or pop3 server and one smtp server", d.Name)
+		}
+		return
+	}
+	l := v.listen
+	in = l.IMAP != "" || l.IMAPS != "" || l.POP3 != "" || l.POP3S != ""
+	out = l.Submission != "" || l.Submissions != ""
+	if !in || !out {
+		v.fail(path, "domain %q is served by the built-in server, which listens for no mail access (imap, imaps, pop3, pop3s) or no submission (submission, submissions): enable them in [listen] or add [[domain.server]] entries", d.Name)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"io"
 	"math/big"
@@ -39,8 +40,9 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 // testConfig has a domain on the built-in server, one whose own servers
 // offer only STARTTLS (and only POP3 for incoming mail, and a display name
-// that needs escaping), one with CalDAV/CardDAV, and one without incoming
-// mail, which gets no profile.
+// that needs escaping), and one with CalDAV/CardDAV. The config refuses a
+// domain without incoming mail; Render's own guard is tested with a
+// hand-made Settings.
 const testConfig = `data_dir = "/nonexistent"
 hostname = "mail.example.com"
 
@@ -89,15 +91,6 @@ carddav      = "https://contacts.dav.example:8443/"
   [[domain.server]]
   protocol = "smtp"
   host     = "smtp.dav.example"
-  port     = 465
-  security = "tls"
-
-[[domain]]
-name = "sendonly.example"
-
-  [[domain.server]]
-  protocol = "smtp"
-  host     = "smtp.sendonly.example"
   port     = 465
   security = "tls"
 `
@@ -443,8 +436,10 @@ func equalMaps(a, b map[string]any) bool {
 
 func TestRenderErrors(t *testing.T) {
 	svc := newService(t)
-	if _, err := Render(lookup(t, svc, "sendonly.example"), mustAddr(t, "x@sendonly.example")); err == nil {
-		t.Error("Render of a domain without incoming mail succeeded")
+	sendOnly := &autoconfig.Settings{Domain: "sendonly.example", Username: autoconfig.UsernameAddress,
+		Outgoing: []autoconfig.Endpoint{{Protocol: autoconfig.SMTP, Host: "smtp.sendonly.example", Port: 465, Security: autoconfig.TLS}}}
+	if _, err := Render(sendOnly, mustAddr(t, "x@sendonly.example")); !errors.Is(err, ErrIncomplete) {
+		t.Errorf("Render of a domain without incoming mail = %v, want ErrIncomplete", err)
 	}
 	if _, err := Render(lookup(t, svc, "example.com"), mustAddr(t, "x@dav.example")); err == nil {
 		t.Error("Render of an address of another domain succeeded")
@@ -548,7 +543,6 @@ func TestHTTP(t *testing.T) {
 		{"not utf8", "?emailaddress=%ff%fe@example.com", http.StatusBadRequest},
 		{"very long", "?emailaddress=" + strings.Repeat("a", 5000) + "@example.com", http.StatusBadRequest},
 		{"unknown domain", "?emailaddress=alice%40not-served.example", http.StatusNotFound},
-		{"domain without incoming mail", "?emailaddress=alice%40sendonly.example", http.StatusNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := counted(t, svc, tc.status)

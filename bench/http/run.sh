@@ -28,10 +28,11 @@ data_dir = "$work/data"
 hostname = "mail.example.test"
 [listen]
 http = "127.0.0.1:$mc_port"
+imaps = "127.0.0.1:$((mc_port+10))"
+submissions = "127.0.0.1:$((mc_port+11))"
 [[domain]]
 name = "example.test"
 CFG
-# The HTTP side only: mail listeners are left out of the config.
 "$work/mailconf" serve --config "$work/mailconf.toml" >"$work/mailconf.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$mc_port/healthz" >/dev/null && break; sleep 0.1; done

@@ -20,6 +20,9 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"mailconf/autoconfig"
+	"mailconf/autoconfig/apple"
+	"mailconf/autoconfig/setup"
+	"mailconf/autoconfig/thunderbird"
 	"mailconf/config"
 	"mailconf/internal/certs"
 	"mailconf/internal/metrics"
@@ -193,6 +196,29 @@ func newWeb(cfg *config.Config, cm *certs.Manager, m *metrics.Metrics, log *slog
 	e.HTTPErrorHandler = jsonErrors(log)
 
 	svc.Register(e)
+	tb, err := thunderbird.New(svc)
+	if err != nil {
+		return nil, err
+	}
+	tb.Register(e)
+	// Profiles are signed only with a configured certificate: a self-signed
+	// signature shows as "Not Verified" on Apple devices, no better than none.
+	signer := func() *tls.Certificate {
+		if cm.SelfSigned() {
+			return nil
+		}
+		return cm.Current()
+	}
+	ap, err := apple.New(svc, signer)
+	if err != nil {
+		return nil, err
+	}
+	ap.Register(e)
+	sp, err := setup.New(svc)
+	if err != nil {
+		return nil, err
+	}
+	sp.Register(e)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.HEAD("/healthz", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
 	e.GET("/metrics", echo.WrapHandler(m.Handler()))

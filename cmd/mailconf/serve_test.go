@@ -149,6 +149,7 @@ func TestServeWithConfigReloadAndStop(t *testing.T) {
 	copyFile(t, leaf.CertFile, certFile)
 	copyFile(t, leaf.KeyFile, keyFile)
 	httpAddr, httpsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	imapsAddr, submissionsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cfgFile := filepath.Join(dir, "mailconf.toml")
 	writeFile(t, cfgFile, fmt.Sprintf(`data_dir = %q
 hostname = "mail.example.com"
@@ -158,9 +159,11 @@ key = %q
 [listen]
 http = %q
 https = %q
+imaps = %q
+submissions = %q
 [[domain]]
 name = "example.com"
-`, filepath.Join(dir, "data"), certFile, keyFile, httpAddr, httpsAddr))
+`, filepath.Join(dir, "data"), certFile, keyFile, httpAddr, httpsAddr, imapsAddr, submissionsAddr))
 
 	d := startDaemon(t, dir, "--config", cfgFile, "--log-format", "json")
 	client := &http.Client{Timeout: 5 * time.Second}

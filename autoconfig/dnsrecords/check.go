@@ -87,6 +87,9 @@ func Check(ctx context.Context, resolver string, recs []Record) ([]Difference, e
 			return nil, err
 		}
 	}
+	if err := c.checkTargets(ctx, recs); err != nil {
+		return nil, err
+	}
 	return c.diffs, nil
 }
 
@@ -788,3 +791,50 @@ func canonical(name string) string { return strings.ToLower(dns.Fqdn(name)) }
 func sameName(a, b string) bool { return canonical(a) == canonical(b) }
 
 func trim(name string) string { return strings.TrimSuffix(name, ".") }
+
+// checkTargets makes sure every host the MX and SRV records name has an
+// address and is not an alias: RFC 2181 §10.3 forbids MX and SRV targets
+// that are CNAMEs, and some clients refuse them (clients.md §3).
+func (c *checker) checkTargets(ctx context.Context, recs []Record) error {
+	seen := map[string]bool{}
+	for _, r := range recs {
+		var target string
+		switch v := r.RR.(type) {
+		case *dns.MX:
+			target = v.Mx
+		case *dns.SRV:
+			target = v.Target
+		default:
+			continue
+		}
+		host := canonical(target)
+		if host == "." || seen[host] {
+			continue
+		}
+		seen[host] = true
+		alias, err := c.r.query(ctx, host, dns.TypeCNAME)
+		if err != nil {
+			return err
+		}
+		for _, rr := range alias.rrs {
+			if cn, ok := rr.(*dns.CNAME); ok {
+				c.diffs = append(c.diffs, Difference{
+					Domain: r.Domain, Name: host, Type: "CNAME", Problem: Wrong, Advisory: true,
+					Message: fmt.Sprintf("%s is an alias of %s; MX and SRV targets should have their own A/AAAA records (RFC 2181 §10.3)", trim(host), trim(cn.Target)),
+					Remove:  []string{rr.String()},
+				})
+			}
+		}
+		addrs, err := c.r.addrs(ctx, host)
+		if err != nil {
+			return err
+		}
+		if len(addrs) == 0 {
+			c.diffs = append(c.diffs, Difference{
+				Domain: r.Domain, Name: host, Type: "A", Problem: Missing,
+				Message: fmt.Sprintf("%s has no A or AAAA record: the %s records that name it lead nowhere", trim(host), r.Type()),
+			})
+		}
+	}
+	return nil
+}

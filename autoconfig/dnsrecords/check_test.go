@@ -20,6 +20,10 @@ const hostAddrs = `
 mail.example.com.    300 IN A    192.0.2.10
 mail.example.com.    300 IN AAAA 2001:db8::10
 mx.hoster.example.   300 IN A    192.0.2.20
+imap.provider.example. 300 IN A  198.51.100.1
+pop.provider.example.  300 IN A  198.51.100.2
+smtp.provider.example. 300 IN A  198.51.100.3
+dav.example.org.       300 IN A  198.51.100.4
 `
 
 // publishedZone is what an operator who pasted mailconf's output has.
@@ -311,4 +315,22 @@ func TestCheckResolverDown(t *testing.T) {
 	if _, err := Check(context.Background(), "no-port", recs); err == nil || !strings.Contains(err.Error(), "HOST:PORT") {
 		t.Errorf("bad resolver address: %v", err)
 	}
+}
+
+func TestCheckTargets(t *testing.T) {
+	recs := records(t, overrideTOML, []string{"example.org"}, nil)
+	var zone []string
+	for _, line := range strings.Split(publishedZone(t, recs), "\n") {
+		switch {
+		case strings.HasPrefix(line, "pop.provider.example."):
+			continue
+		case strings.HasPrefix(line, "imap.provider.example."):
+			line = "imap.provider.example. 300 IN CNAME mx.hoster.example."
+		}
+		zone = append(zone, line)
+	}
+	srv := dnstest.Start(t, dnstest.Config{Zone: strings.Join(zone, "\n")})
+	diffs := check(t, srv.Addr, recs)
+	sameList(t, "problems", summary(diffs, false), []string{"missing pop.provider.example. A"})
+	sameList(t, "suggestions", summary(diffs, true), []string{"wrong imap.provider.example. CNAME"})
 }

@@ -96,6 +96,7 @@ func TestDNSPrints(t *testing.T) {
 func TestDNSCheck(t *testing.T) {
 	cfg := dnsConfig(t, "")
 	_, published, _ := runDNSTest(t, cfg, "example.com")
+	published += "mail.example.com. 300 IN A 192.0.2.10\n"
 	good := dnstest.Start(t, dnstest.Config{Zone: published})
 
 	// Flags after the domain, as the usage line writes them.

@@ -2,7 +2,6 @@ package dnsrecords
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -64,7 +63,7 @@ const queryTimeout = 5 * time.Second
 // DKIM, path=) at the same name are left alone. An error means the check
 // could not run (resolver unreachable or refusing).
 func Check(ctx context.Context, resolver string, recs []Record) ([]Difference, error) {
-	servers, err := resolverServers(resolver)
+	servers, err := resolverServers(resolver, "/etc/resolv.conf")
 	if err != nil {
 		return nil, err
 	}
@@ -93,19 +92,21 @@ func Check(ctx context.Context, resolver string, recs []Record) ([]Difference, e
 	return c.diffs, nil
 }
 
-func resolverServers(resolver string) ([]string, error) {
+// resolverServers returns resolver, or the nameservers of the resolv.conf
+// file at path when resolver is "".
+func resolverServers(resolver, path string) ([]string, error) {
 	if resolver != "" {
 		if _, _, err := net.SplitHostPort(resolver); err != nil {
 			return nil, fmt.Errorf("dnsrecords: resolver %q: want HOST:PORT", resolver)
 		}
 		return []string{resolver}, nil
 	}
-	cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+	cc, err := dns.ClientConfigFromFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("dnsrecords: system resolver: %w", err)
 	}
 	if len(cc.Servers) == 0 {
-		return nil, errors.New("dnsrecords: system resolver: /etc/resolv.conf lists no nameserver; pass --resolver HOST:PORT")
+		return nil, fmt.Errorf("dnsrecords: system resolver: %s lists no nameserver; pass --resolver HOST:PORT", path)
 	}
 	var out []string
 	for _, s := range cc.Servers {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -333,4 +335,29 @@ func TestCheckTargets(t *testing.T) {
 	diffs := check(t, srv.Addr, recs)
 	sameList(t, "problems", summary(diffs, false), []string{"missing pop.provider.example. A"})
 	sameList(t, "suggestions", summary(diffs, true), []string{"wrong imap.provider.example. CNAME"})
+}
+
+func TestSystemResolverServers(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(conf, []byte("# test\nsearch example.com\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := resolverServers("", conf)
+	if err != nil || strings.Join(got, " ") != "192.0.2.53:53 [2001:db8::53]:53" {
+		t.Errorf("servers %q, err %v", got, err)
+	}
+	if got, err := resolverServers("127.0.0.1:5353", conf); err != nil || len(got) != 1 || got[0] != "127.0.0.1:5353" {
+		t.Errorf("explicit resolver: %q, %v", got, err)
+	}
+	empty := filepath.Join(dir, "empty.conf")
+	if err := os.WriteFile(empty, []byte("search example.com\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resolverServers("", empty); err == nil || !strings.Contains(err.Error(), "--resolver") {
+		t.Errorf("no nameserver: %v", err)
+	}
+	if _, err := resolverServers("", filepath.Join(dir, "missing")); err == nil {
+		t.Error("missing resolv.conf: no error")
+	}
 }

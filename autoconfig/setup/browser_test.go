@@ -16,26 +16,26 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 	"github.com/labstack/echo/v4"
+	"howett.net/plist"
 
+	"mailconf/autoconfig"
+	"mailconf/autoconfig/apple"
 	"mailconf/internal/testutil"
 )
 
 var screenshot = flag.String("screenshot", "", "write the browser test's phone screenshot to this PNG file (and the desktop one next to it)")
 
-// fakeProfileBody stands in for the Apple profile, whose handler lives in
-// another package; the test only checks that the page's link reaches it.
-const fakeProfileBody = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<plist version=\"1.0\"><dict></dict></plist>\n"
-
-func fakeProfile(c echo.Context) error {
-	c.Response().Header().Set("Content-Disposition", `attachment; filename="mail.mobileconfig"`)
-	return c.Blob(http.StatusOK, "application/x-apple-aspen-config", []byte(fakeProfileBody+"<!-- "+c.QueryParam("emailaddress")+" -->\n"))
-}
-
 // TestBrowser drives headless Chromium through the page as a person would:
 // open /, type the address, submit, read the settings, download the profile.
 func TestBrowser(t *testing.T) {
 	chromium := testutil.Tool(t, "chromium", "chromium")
-	s := startServer(t, func(e *echo.Echo) { e.GET(PathProfile, fakeProfile) })
+	s := startServer(t, func(e *echo.Echo, svc *autoconfig.Service) {
+		ap, err := apple.New(svc, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ap.Register(e)
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -152,8 +152,33 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("downloaded profile: %v", err)
 	}
-	if want := fakeProfileBody + "<!-- alice@example.test -->\n"; string(got) != want {
-		t.Errorf("downloaded %q, want the profile of alice@example.test", got)
+	var prof struct {
+		PayloadType    string
+		PayloadContent []struct {
+			PayloadType                  string
+			EmailAddress                 string
+			IncomingMailServerHostName   string
+			IncomingMailServerPortNumber int
+			OutgoingMailServerHostName   string
+			OutgoingMailServerPortNumber int
+		}
+	}
+	if _, err := plist.Unmarshal(got, &prof); err != nil {
+		t.Fatalf("downloaded profile is no plist: %v", err)
+	}
+	found := false
+	for _, p := range prof.PayloadContent {
+		if p.PayloadType != "com.apple.mail.managed" {
+			continue
+		}
+		found = true
+		if p.EmailAddress != "alice@example.test" || p.IncomingMailServerHostName != "mail.example.test" || p.IncomingMailServerPortNumber != 993 ||
+			p.OutgoingMailServerHostName != "mail.example.test" || p.OutgoingMailServerPortNumber != 465 {
+			t.Errorf("downloaded mail payload %+v, want alice@example.test on mail.example.test 993/465", p)
+		}
+	}
+	if prof.PayloadType != "Configuration" || !found {
+		t.Errorf("downloaded profile %q has no mail payload", prof.PayloadType)
 	}
 
 	if *screenshot != "" {

@@ -83,7 +83,7 @@ type server struct {
 
 // startServer serves the setup handler (plus anything extra registers) on a
 // real loopback listener.
-func startServer(t *testing.T, extra func(e *echo.Echo)) *server {
+func startServer(t *testing.T, extra func(e *echo.Echo, svc *autoconfig.Service)) *server {
 	t.Helper()
 	cfg, err := config.Parse("test.toml", []byte(testConfig))
 	if err != nil {
@@ -102,7 +102,7 @@ func startServer(t *testing.T, extra func(e *echo.Echo)) *server {
 	e.HideBanner, e.HidePort = true, true
 	h.Register(e)
 	if extra != nil {
-		extra(e)
+		extra(e, svc)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -95,6 +95,9 @@ type command func(ctx context.Context, e env, args []string) int
 func commands() map[string]command {
 	return map[string]command{
 		"serve": runServe,
+		"dns": func(ctx context.Context, e env, args []string) int {
+			return runDNS(ctx, e.cfg, args, e.stdout, e.stderr)
+		},
 		"check-config": func(_ context.Context, e env, args []string) int {
 			if len(args) > 0 {
 				fmt.Fprintf(e.stderr, "mailconf check-config: unexpected argument %q\n", args[0])

@@ -263,6 +263,8 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"check-config", "--config", filepath.Join(dir, "missing.toml")}, 2, "", "no such file"},
 		{[]string{"check-config", "--config"}, 2, "", "--config needs a file name"},
 		{[]string{"serve", "--log-format", "xml"}, 2, "", "want text or json"},
+		{[]string{"dns"}, 0, "_imaps._tcp.example.test.", ""},
+		{[]string{"dns", "nope.example"}, 2, "", "nope.example"},
 	}
 	for _, tc := range cases {
 		var stdout, stderr bytes.Buffer

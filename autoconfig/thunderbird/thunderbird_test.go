@@ -411,32 +411,12 @@ func TestClientRulesReject(t *testing.T) {
 	}
 }
 
-func TestNewRejectsIncompleteDomain(t *testing.T) {
-	cfg, err := config.Parse("t.toml", []byte(`
-data_dir = "/x"
-hostname = "mail.example.test"
-[listen]
-http = ":8080"
-[[domain]]
-name = "imaponly.test"
-  [[domain.server]]
-  protocol = "imap"
-  host = "imap.imaponly.test"
-  port = 993
-  security = "tls"
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := autoconfig.NewService(autoconfig.NewCatalog(cfg), metrics.New(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := New(svc); err == nil || !strings.Contains(err.Error(), "imaponly.test") {
-		t.Fatalf("New with an IMAP-only domain: err = %v, want an error naming the domain", err)
-	}
+func TestNewNeedsService(t *testing.T) {
 	if _, err := New(nil); err == nil {
-		t.Fatal("New(nil) succeeded")
+		t.Error("New(nil) succeeded")
+	}
+	if _, err := New(&autoconfig.Service{}); err == nil {
+		t.Error("New without a Catalog succeeded")
 	}
 }
 

@@ -592,6 +592,7 @@ func TestJSON(t *testing.T) {
 		{"path form", "GET", "/autodiscover/autodiscover.json/v1.0/alice@example.test?Protocol=AutodiscoverV1&RedirectCount=1", "", 200, okURL, ""},
 		{"path form encoded", "GET", "/autodiscover/autodiscover.json/v1.0/alice%40example.test?Protocol=AutodiscoverV1", "", 200, okURL, ""},
 		{"path form capitals", "GET", "/AutoDiscover/AutoDiscover.json/V1.0/alice@example.test?Protocol=AutodiscoverV1", "", 200, okURL, ""},
+		{"path form capitals encoded", "GET", "/AUTODISCOVER/autodiscover.json/v1.0/alice%40example.test?Protocol=AutodiscoverV1", "", 200, okURL, ""},
 		{"capitals", "GET", "/Autodiscover/Autodiscover.JSON?Email=alice@example.test&Protocol=AutodiscoverV1", "", 200, okURL, ""},
 		{"HEAD", "HEAD", "/autodiscover/autodiscover.json?Email=alice@example.test&Protocol=AutodiscoverV1", "", 200, "", ""},
 		{"IDN", "GET", "/autodiscover/autodiscover.json?Email=erika@b%C3%BCcher.example&Protocol=AutodiscoverV1", "", 200, "https://autodiscover.xn--bcher-kva.example/autodiscover/autodiscover.xml", ""},
@@ -647,8 +648,8 @@ func TestJSON(t *testing.T) {
 	if want := `{"ErrorCode":"InvalidProtocol","ErrorMessage":"The given protocol value 'Imap' is invalid. Supported values are 'AutodiscoverV1'"}`; string(a.body) != want {
 		t.Errorf("Exchange-style error:\n got %s\nwant %s", a.body, want)
 	}
-	if got := f.count(t, autoconfig.FormatAutodiscoverJSON, 200); got != 10 {
-		t.Errorf("counted %v JSON 200 answers, want 10", got)
+	if got := f.count(t, autoconfig.FormatAutodiscoverJSON, 200); got != 11 {
+		t.Errorf("counted %v JSON 200 answers, want 11", got)
 	}
 }
 

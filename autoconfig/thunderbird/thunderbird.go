@@ -74,11 +74,11 @@ func New(svc *autoconfig.Service) (*Handler, error) {
 	return h, nil
 }
 
-// Register adds GET and HEAD routes for every autoconfig path.
+// Register routes every method of every autoconfig path to the handler,
+// so that methods other than GET and HEAD get a counted 405 too.
 func (h *Handler) Register(e *echo.Echo) {
 	for _, p := range paths {
-		e.GET(p, h.serve)
-		e.HEAD(p, h.serve)
+		e.Any(p, h.serve)
 	}
 }
 
@@ -206,6 +206,11 @@ func (d *document) render(login string) ([]byte, error) {
 
 func (h *Handler) serve(c echo.Context) error {
 	req := c.Request()
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		h.svc.Count(autoconfig.FormatThunderbird, http.StatusMethodNotAllowed)
+		c.Response().Header().Set(echo.HeaderAllow, "GET, HEAD")
+		return c.Blob(http.StatusMethodNotAllowed, echo.MIMETextPlainCharsetUTF8, []byte("method not allowed\n"))
+	}
 	t, err := h.svc.Resolve(c.QueryParam("emailaddress"), req.Host)
 	if err != nil {
 		status := autoconfig.TargetStatus(err)

@@ -346,6 +346,9 @@ func TestHTTP(t *testing.T) {
 			if a.status >= 500 {
 				t.Fatalf("server error %d", a.status)
 			}
+			if c.status == http.StatusMethodNotAllowed && a.header.Get("Allow") != "GET, HEAD" {
+				t.Errorf("405 without Allow: GET, HEAD")
+			}
 			if c.method == http.MethodHead {
 				if len(a.body) != 0 {
 					t.Errorf("HEAD returned a body")
@@ -367,8 +370,10 @@ func TestHTTP(t *testing.T) {
 			}
 		})
 	}
-	// Every answer the handler itself gives is counted (echo's own 405 is
-	// not a format answer).
+	// Every answer is counted.
+	if got := f.count(t, "405"); got != float64(len(paths)) {
+		t.Errorf("counted %v answers with 405, want %d", got, len(paths))
+	}
 	if got := f.count(t, "200"); got != float64(3*len(paths)+2) {
 		t.Errorf("counted %v answers with 200, want %d", got, 3*len(paths)+2)
 	}

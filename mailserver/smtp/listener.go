@@ -1,0 +1,205 @@
+package smtp
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// limitListener wraps the listener the lead binds: it refuses connections
+// over the per-IP and total limits before go-smtp sees them (go-smtp has no
+// connection limits at all) and keeps a handle on every live connection so
+// that Shutdown can end idle ones.
+type limitListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc, ok := l.srv.track(c)
+		if ok {
+			return tc, nil
+		}
+		go l.srv.refuse(c)
+	}
+}
+
+// connKey groups addresses for the per-IP limit: one IPv4 address, or an
+// IPv6 /64 (what one host or one customer usually holds).
+func connKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		p, err := a.Prefix(64)
+		if err == nil {
+			return p.Addr()
+		}
+	}
+	return a
+}
+
+func remoteAddr(c net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// track registers c, or reports false when a limit is reached.
+func (s *Server) track(c net.Conn) (*trackedConn, bool) {
+	ip := remoteAddr(c)
+	key := connKey(ip)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.MaxConns > 0 && len(s.conns) >= s.cfg.MaxConns {
+		s.log.Warn("smtp connection refused", "reason", "total limit", "remote", ip, "limit", s.cfg.MaxConns)
+		return nil, false
+	}
+	if s.cfg.MaxConnsPerIP > 0 && s.perIP[key] >= s.cfg.MaxConnsPerIP {
+		s.log.Warn("smtp connection refused", "reason", "per-ip limit", "remote", ip, "limit", s.cfg.MaxConnsPerIP)
+		return nil, false
+	}
+	s.perIP[key]++
+	tc := &trackedConn{Conn: c, srv: s, ip: ip, key: key, draining: s.draining}
+	s.conns[tc] = struct{}{}
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.Connections.WithLabelValues(s.service).Inc()
+	}
+	return tc, true
+}
+
+func (s *Server) untrack(tc *trackedConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[tc]; !ok {
+		return
+	}
+	delete(s.conns, tc)
+	if s.perIP[tc.key]--; s.perIP[tc.key] <= 0 {
+		delete(s.perIP, tc.key)
+	}
+}
+
+// refuse answers a connection over the limit. On implicit TLS a plaintext
+// reply would only be a TLS alert to the client, so it is just closed.
+func (s *Server) refuse(c net.Conn) {
+	defer c.Close()
+	if s.implicitTLS {
+		return
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.Write([]byte("421 4.7.0 " + s.cfg.Hostname + " Too many connections, try again later\r\n"))
+}
+
+// trackedConn is the raw TCP connection under go-smtp (and under TLS on
+// 465 and after STARTTLS). Its read deadline hook gives the server two
+// things go-smtp lacks: ending idle connections at shutdown while a DATA
+// transfer finishes, and dropping a connection after too many failed AUTHs.
+type trackedConn struct {
+	net.Conn
+	srv *Server
+	ip  netip.Addr
+	key netip.Addr
+
+	mu       sync.Mutex
+	inData   bool
+	draining bool
+	dead     bool
+}
+
+// past is a deadline that has expired: reads fail at once with a timeout,
+// and go-smtp answers "421 4.4.2 Idle timeout" and closes.
+var past = time.Unix(1, 0)
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	dead := c.dead
+	c.mu.Unlock()
+	if dead {
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	if c.draining && !c.inData {
+		t = past
+	}
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *trackedConn) Close() error {
+	c.srv.untrack(c)
+	return c.Conn.Close()
+}
+
+// setInData marks the DATA phase, during which shutdown waits for the
+// transfer instead of cutting it.
+func (c *trackedConn) setInData(v bool) {
+	c.mu.Lock()
+	c.inData = v
+	c.mu.Unlock()
+}
+
+// drain is called at shutdown: an idle connection is woken at once, a busy
+// one on its next command read.
+func (c *trackedConn) drain() {
+	c.mu.Lock()
+	c.draining = true
+	idle := !c.inData
+	c.mu.Unlock()
+	if idle {
+		_ = c.Conn.SetReadDeadline(past)
+	}
+}
+
+// kill makes every further read fail, so go-smtp closes the connection
+// after writing its current reply.
+func (c *trackedConn) kill() {
+	c.mu.Lock()
+	c.dead = true
+	c.mu.Unlock()
+}
+
+// underlying finds the trackedConn below a *tls.Conn.
+func underlying(c net.Conn) *trackedConn {
+	for c != nil {
+		switch v := c.(type) {
+		case *trackedConn:
+			return v
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// lingerClose closes after a reply the client may not have read yet: a
+// plain close with unread input makes the kernel send a reset, which can
+// destroy the reply before the client reads it. So the write side is shut
+// first and pending input is discarded for a moment.
+func (c *trackedConn) lingerClose() {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		_ = c.Conn.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.CopyN(io.Discard, c.Conn, 1<<20)
+	}
+	_ = c.Close()
+}

@@ -56,6 +56,10 @@ func ParseAddress(s string) (Address, error) {
 	if err != nil {
 		return Address{}, fmt.Errorf("%w: domain: %v", ErrAddress, err)
 	}
+	if last := dom[strings.LastIndexByte(dom, '.')+1:]; strings.Trim(last, "0123456789") == "" {
+		// An all-numeric top label is an IP address literal, not a domain.
+		return Address{}, fmt.Errorf("%w: domain %q is an address, not a name", ErrAddress, domain)
+	}
 	if !strings.Contains(dom, ".") {
 		return Address{}, fmt.Errorf("%w: domain %q has a single label", ErrAddress, domain)
 	}

@@ -62,6 +62,8 @@ func TestParseAddress(t *testing.T) {
 		{"underscore", "a@ex_ample.com", ""},
 		{"bad punycode", "a@xn--zz.example", ""},
 		{"IP literal", "a@[127.0.0.1]", ""},
+		{"bare IPv4", "a@127.0.0.1", ""},
+		{"numeric top label", "a@example.123", ""},
 		{"leading dot", ".a@example.com", ""},
 		{"trailing dot local", "a.@example.com", ""},
 		{"double dot local", "a..b@example.com", ""},

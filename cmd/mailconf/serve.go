@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +23,7 @@ import (
 
 	"mailconf/autoconfig"
 	"mailconf/autoconfig/apple"
+	"mailconf/autoconfig/autodiscover"
 	"mailconf/autoconfig/setup"
 	"mailconf/autoconfig/thunderbird"
 	"mailconf/config"
@@ -89,7 +92,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	}
 	var units []unit
 	if cfg.Listen.HTTP != "" {
-		units = append(units, httpUnit("http", cfg.Listen.HTTP, web, nil))
+		var h http.Handler = web
+		if cfg.Listen.HTTPS != "" {
+			h = redirectAutodiscover(web, config.Port(cfg.Listen.HTTPS))
+		}
+		units = append(units, httpUnit("http", cfg.Listen.HTTP, h, nil))
 	}
 	if cfg.Listen.HTTPS != "" {
 		units = append(units, httpUnit("https", cfg.Listen.HTTPS, web, cm.ServerConfig()))
@@ -180,6 +187,34 @@ func httpUnit(name, addr string, h http.Handler, tlsConfig *tls.Config) unit {
 	}
 }
 
+// redirectAutodiscover sends plain-HTTP Autodiscover requests to the https
+// listener with 302, the "HTTP redirect method" Outlook follows: settings
+// are never answered over plain HTTP when HTTPS is available
+// (formats.md §2.2, B3). Everything else is served as it is.
+func redirectAutodiscover(next http.Handler, httpsPort int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.URL.Path, "/autodiscover/autodiscover.xml") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if _, err := config.HostName(host); err != nil && net.ParseIP(host) == nil {
+			http.Error(w, "bad Host header", http.StatusBadRequest)
+			return
+		}
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		if httpsPort != 443 {
+			host += ":" + strconv.Itoa(httpsPort)
+		}
+		http.Redirect(w, r, "https://"+host+"/autodiscover/autodiscover.xml", http.StatusFound)
+	})
+}
+
 // newWeb builds the HTTP handler: every configuration format, the settings
 // API, health and metrics.
 func newWeb(cfg *config.Config, cm *certs.Manager, m *metrics.Metrics, log *slog.Logger) (*echo.Echo, error) {
@@ -214,6 +249,11 @@ func newWeb(cfg *config.Config, cm *certs.Manager, m *metrics.Metrics, log *slog
 		return nil, err
 	}
 	ap.Register(e)
+	ad, err := autodiscover.New(svc)
+	if err != nil {
+		return nil, err
+	}
+	ad.Register(e)
 	sp, err := setup.New(svc)
 	if err != nil {
 		return nil, err

@@ -184,6 +184,7 @@ name = "example.com"
 	if code, _ := get(t, tlsClient, "https://"+httpsAddr+"/healthz"); code != 200 {
 		t.Errorf("https healthz = %d", code)
 	}
+	checkRoutes(t, httpAddr, httpsAddr, tlsClient)
 	first := servedSerial(t, httpsAddr, ca)
 
 	// SIGHUP picks up a renewed certificate without a restart.
@@ -204,6 +205,61 @@ name = "example.com"
 		t.Errorf("reload not logged as JSON:\n%s", d.stderr)
 	}
 	d.stop(t)
+}
+
+// checkRoutes asserts that serve wires every format: each answers on its
+// path with its content type, the profile is signed with the configured
+// certificate, and plain-HTTP Autodiscover is redirected to https.
+func checkRoutes(t *testing.T, httpAddr, httpsAddr string, tlsClient *http.Client) {
+	t.Helper()
+	base := "https://" + httpsAddr
+	for _, tc := range []struct{ path, ctype string }{
+		{"/mail/config-v1.1.xml?emailaddress=a@example.com", "text/xml; charset=utf-8"},
+		{"/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=a@example.com", "text/xml; charset=utf-8"},
+		{"/setup?emailaddress=a@example.com", "text/html; charset=utf-8"},
+		{"/", "text/html; charset=utf-8"},
+		{"/api/v1/settings?emailaddress=a@example.com", "application/json"},
+		{"/autodiscover/autodiscover.json?Email=a@example.com&Protocol=AutodiscoverV1", "application/json"},
+		{"/profile.mobileconfig?emailaddress=a@example.com", "application/x-apple-aspen-config"},
+	} {
+		resp, err := tlsClient.Get(base + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), tc.ctype) {
+			t.Errorf("GET %s = %d %q, want 200 %q", tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), tc.ctype)
+		}
+		if strings.HasPrefix(tc.path, "/profile") && (len(body) == 0 || body[0] != 0x30) {
+			t.Errorf("profile is not DER CMS although [tls] cert is set: %.40q", body)
+		}
+	}
+	req := `<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"><Request><EMailAddress>a@example.com</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>`
+	resp, err := tlsClient.Post(base+"/AutoDiscover/AutoDiscover.xml", "text/xml", strings.NewReader(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "<Server>mail.example.com</Server>") {
+		t.Errorf("POST autodiscover over https = %d\n%s", resp.StatusCode, body)
+	}
+	noRedirect := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	r, err := http.NewRequest("POST", "http://"+httpAddr+"/autodiscover/autodiscover.xml", strings.NewReader(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Host = "autodiscover.example.com"
+	resp, err = noRedirect.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	_, port, _ := strings.Cut(httpsAddr, ":")
+	if want := "https://autodiscover.example.com:" + port + "/autodiscover/autodiscover.xml"; resp.StatusCode != 302 || resp.Header.Get("Location") != want {
+		t.Errorf("plain-HTTP autodiscover = %d Location %q, want 302 to %s", resp.StatusCode, resp.Header.Get("Location"), want)
+	}
 }
 
 func servedSerial(t *testing.T, addr string, ca *testutil.CA) string {

@@ -134,6 +134,9 @@ func TestCrashDurability(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if _, err := s.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
 		for uid, i := range acked {
 			got, err := s.ReadMessage(ctx, in.ID, uid)
 			if err != nil {

@@ -370,8 +370,7 @@ func (s *Store) ReadMessage(ctx context.Context, mailboxID int64, uid uint32) ([
 	return buf, nil
 }
 
-// selectUIDs returns the existing rows among uids (sorted, any order in)
-// as (uid, blob, size, date, flags, modseq) in UID order.
+// msgRow is one message row as the write paths need it.
 type msgRow struct {
 	uid    uint32
 	blob   string
@@ -381,6 +380,8 @@ type msgRow struct {
 	modseq int64
 }
 
+// selectRows returns the existing rows among uids (any order, duplicates
+// allowed) in UID order.
 func selectRows(ctx context.Context, tx *sql.Tx, mailboxID int64, uids []uint32) ([]msgRow, error) {
 	if len(uids) == 0 {
 		return nil, nil

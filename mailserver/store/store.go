@@ -13,8 +13,8 @@
 // order is the one of RFC 5321 §6.1 durability: the body file is written and
 // fsynced, its directory is fsynced, then the index transaction commits (WAL
 // with synchronous=FULL fsyncs at commit), and only then does a method
-// return success. A crash before the commit leaves an orphan file, which Open
-// removes; never the reverse.
+// return success. A crash before the commit leaves an orphan file, which
+// Sweep removes; never the reverse.
 package store
 
 import (
@@ -133,10 +133,6 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	s.r.SetMaxOpenConns(8)
 	if err := s.collectGarbage(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	if err := s.sweepOrphans(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -289,15 +285,18 @@ func validBlobName(n string) bool {
 	return err == nil && strings.ToLower(n) == n
 }
 
-// sweepOrphans removes body files older than orphanAge that no row
-// references: bodies of transactions that never committed.
-func (s *Store) sweepOrphans(ctx context.Context) error {
+// Sweep removes body files older than ten minutes that no row references:
+// bodies whose transaction never committed because the process died
+// between the fsync and the commit. It reads the whole message directory,
+// so the server runs it once at start (in the background), not every CLI
+// command.
+func (s *Store) Sweep(ctx context.Context) (removed int, err error) {
 	cutoff := time.Now().Add(-orphanAge)
 	for i := 0; i < 256; i++ {
 		sub := filepath.Join(s.msgDir, fmt.Sprintf("%02x", i))
 		ents, err := os.ReadDir(sub)
 		if err != nil {
-			return fmt.Errorf("store: sweep: %w", err)
+			return removed, fmt.Errorf("store: sweep: %w", err)
 		}
 		for _, e := range ents {
 			name := e.Name()
@@ -314,14 +313,15 @@ func (s *Store) sweepOrphans(ctx context.Context) error {
 			if errors.Is(err, sql.ErrNoRows) {
 				s.log.Info("store: removing uncommitted body", "blob", name)
 				s.removeBlob(name)
+				removed++
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("store: sweep: %w", err)
+				return removed, fmt.Errorf("store: sweep: %w", err)
 			}
 		}
 	}
-	return nil
+	return removed, nil
 }
 
 // write runs fn in one write transaction (BEGIN IMMEDIATE) and, after a

@@ -683,6 +683,15 @@ func TestAcceptAndQueue(t *testing.T) {
 func TestOrphanSweep(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir)
+	a := newAccount(t, s, "o@example.com")
+	kept := appendMsg(t, s, mbox(t, s, a.ID, "INBOX").ID, "kept\r\n")
+	filepath.WalkDir(s.msgDir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			past := time.Now().Add(-time.Hour)
+			os.Chtimes(p, past, past)
+		}
+		return nil
+	})
 	old := s.blobPath("00112233445566778899aabbccddeeff")
 	fresh := s.blobPath("ffeeddccbbaa99887766554433221100")
 	os.WriteFile(old, []byte("x"), 0o600)
@@ -690,11 +699,17 @@ func TestOrphanSweep(t *testing.T) {
 	past := time.Now().Add(-time.Hour)
 	os.Chtimes(old, past, past)
 	s.Close()
-	openTest(t, dir)
+	s = openTest(t, dir)
+	if n, err := s.Sweep(context.Background()); err != nil || n != 1 {
+		t.Fatalf("sweep removed %d, %v", n, err)
+	}
 	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("old orphan kept: %v", err)
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Fatalf("fresh file (another process's uncommitted write) removed: %v", err)
+	}
+	if body, err := s.ReadMessage(context.Background(), mbox(t, s, a.ID, "INBOX").ID, kept.UID); err != nil || string(body) != "kept\r\n" {
+		t.Fatalf("sweep removed a committed body: %q %v", body, err)
 	}
 }

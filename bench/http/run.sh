@@ -11,13 +11,14 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 work=$(mktemp -d /tmp/mailconf-bench-http.XXXXXX)
+chmod 755 "$work" # nginx workers run as an unprivileged user
 mc_port=18480
 ng_port=18481
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$work/nginx/nginx.pid" ] && kill -QUIT "$(cat "$work/nginx/nginx.pid")" 2>/dev/null || true
-  rm -rf "$work"
+  [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 for tool in wrk nginx go; do command -v $tool >/dev/null || { echo "bench/http: $tool is missing (apt-get install wrk nginx-light)" >&2; exit 2; }; done

@@ -95,6 +95,9 @@ type command func(ctx context.Context, e env, args []string) int
 func commands() map[string]command {
 	return map[string]command{
 		"serve": runServe,
+		"user": func(ctx context.Context, e env, args []string) int {
+			return runUser(ctx, e.cfg, args, e.stdin, e.stdout, e.stderr)
+		},
 		"dns": func(ctx context.Context, e env, args []string) int {
 			return runDNS(ctx, e.cfg, args, e.stdout, e.stderr)
 		},

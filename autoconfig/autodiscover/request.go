@@ -3,7 +3,6 @@ package autodiscover
 import (
 	"bytes"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -53,27 +52,16 @@ func parseRequest(contentType string, body []byte) (parsedRequest, *requestError
 	}
 	body = bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))
 
-	// First pass: well-formedness, and no DTD anywhere (a DOCTYPE is the
-	// carrier of entity-expansion and external-entity attacks; Go would
-	// not expand them, but nothing legitimate sends one).
+	// One pass over the tokens: well-formedness, no DTD anywhere (a
+	// DOCTYPE is the carrier of entity-expansion and external-entity
+	// attacks; Go would not expand them, but nothing legitimate sends one),
+	// and the few elements Autodiscover needs, matched by local name.
 	d := newDecoder(body)
-	for {
-		tok, err := d.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return parsedRequest{}, invalid("not well-formed: %v", err)
-		}
-		if _, ok := tok.(xml.Directive); ok {
-			return parsedRequest{}, invalid("DTDs and directives are not accepted")
-		}
-	}
-
-	// Second pass: structure.
-	d = newDecoder(body)
 	var doc requestDoc
-	var root *xml.StartElement
+	var root *xml.Name
+	var field *[]string // the element whose text is being collected
+	var text strings.Builder
+	depth, rootDone, inRequest := 0, false, false
 	for {
 		tok, err := d.Token()
 		if err == io.EOF {
@@ -83,21 +71,54 @@ func parseRequest(contentType string, body []byte) (parsedRequest, *requestError
 			return parsedRequest{}, invalid("not well-formed: %v", err)
 		}
 		switch t := tok.(type) {
+		case xml.Directive:
+			return parsedRequest{}, invalid("DTDs and directives are not accepted")
 		case xml.CharData:
-			if len(bytes.TrimSpace(t)) > 0 {
+			if depth == 0 && len(bytes.TrimSpace(t)) > 0 {
 				return parsedRequest{}, invalid("text outside the root element")
 			}
+			if field != nil && depth == 3 {
+				text.Write(t)
+			}
 		case xml.StartElement:
-			if root != nil {
-				return parsedRequest{}, invalid("more than one root element")
+			depth++
+			switch depth {
+			case 1:
+				if rootDone {
+					return parsedRequest{}, invalid("more than one root element")
+				}
+				if t.Name.Local != "Autodiscover" {
+					return parsedRequest{}, invalid("root element is %q, want Autodiscover", t.Name.Local)
+				}
+				name := t.Name
+				root = &name
+			case 2:
+				inRequest = t.Name.Local == "Request"
+				if inRequest {
+					doc.Requests = append(doc.Requests, requestElem{})
+				}
+			case 3:
+				if n := len(doc.Requests); inRequest && field == nil {
+					r := &doc.Requests[n-1]
+					switch t.Name.Local {
+					case "EMailAddress":
+						field = &r.EMailAddress
+					case "LegacyDN":
+						field = &r.LegacyDN
+					case "AcceptableResponseSchema":
+						field = &r.AcceptableResponseSchema
+					}
+					text.Reset()
+				}
 			}
-			root = &t
-			if t.Name.Local != "Autodiscover" {
-				return parsedRequest{}, invalid("root element is %q, want Autodiscover", t.Name.Local)
+		case xml.EndElement:
+			if depth == 3 && field != nil {
+				*field = append(*field, text.String())
+				field = nil
 			}
-			// DecodeElement consumes through the matching end tag.
-			if err := decodeRoot(d, &doc, &t); err != nil {
-				return parsedRequest{}, err
+			depth--
+			if depth == 0 {
+				rootDone = true
 			}
 		}
 	}
@@ -121,7 +142,7 @@ func parseRequest(contentType string, body []byte) (parsedRequest, *requestError
 		schema = strings.TrimSpace(r.AcceptableResponseSchema[0])
 	}
 	switch {
-	case schema == "" && sameNS(root.Name.Space, nsRequestMobileSync):
+	case schema == "" && sameNS(root.Space, nsRequestMobileSync):
 		return parsedRequest{}, &requestError{Code: codeSchemaUnavailable, Reason: "mobilesync request without a response schema"}
 	case schema == "", sameNS(schema, nsResponseOutlook):
 	default:
@@ -143,18 +164,6 @@ func newDecoder(body []byte) *xml.Decoder {
 		return nil, fmt.Errorf("encoding %q is not supported", label)
 	}
 	return d
-}
-
-func decodeRoot(d *xml.Decoder, doc *requestDoc, start *xml.StartElement) *requestError {
-	err := d.DecodeElement(doc, start)
-	if err == nil {
-		return nil
-	}
-	var se *xml.SyntaxError
-	if errors.As(err, &se) {
-		return invalid("not well-formed: %v", err)
-	}
-	return invalid("unexpected structure: %v", err)
 }
 
 // checkContentType accepts text/xml and application/xml with any

@@ -1,0 +1,269 @@
+// Package dnsq makes the probe's own DNS lookups with github.com/miekg/dns,
+// keeping what the stdlib resolver hides: rcode, the AD bit, TTLs,
+// truncation and the CNAME chain (reference/probe.md §9).
+package dnsq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"mailconf/probe/report"
+)
+
+// DefaultTimeout is the per-query budget (probe.md §4: 3 s, one TCP retry).
+const DefaultTimeout = 3 * time.Second
+
+// Client asks one resolver.
+type Client struct {
+	Server  string // host:port
+	Timeout time.Duration
+}
+
+// New returns a client for server ("host:port", "host" for port 53, or ""
+// for the first nameserver of /etc/resolv.conf).
+func New(server string) (*Client, error) {
+	if server == "" {
+		cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+		if err != nil {
+			return nil, fmt.Errorf("dnsq: read resolv.conf: %w", err)
+		}
+		if len(cc.Servers) == 0 {
+			return nil, errors.New("dnsq: resolv.conf names no nameserver")
+		}
+		server = net.JoinHostPort(cc.Servers[0], cc.Port)
+	}
+	if _, _, err := net.SplitHostPort(server); err != nil {
+		server = net.JoinHostPort(strings.Trim(server, "[]"), "53")
+	}
+	return &Client{Server: server, Timeout: DefaultTimeout}, nil
+}
+
+// Result is one answered (or failed) question.
+type Result struct {
+	Name      string
+	Type      uint16
+	Rcode     int
+	AD        bool
+	Truncated bool // the UDP answer was truncated (then TCP was used)
+	Via       string
+	RTT       time.Duration
+	Answer    []dns.RR
+	CNAMEs    []string // the chain from Name to the final owner
+	Err       error    // transport failure (timeout, refused)
+	Bogus     bool     // SERVFAIL that answers with checking disabled
+}
+
+// Code classifies a result into a failure code; "" when it has an answer.
+func (r *Result) Code() report.Code {
+	switch {
+	case r.Err != nil:
+		return report.DNSTimeout
+	case r.Bogus:
+		return report.DNSBogus
+	case r.Rcode == dns.RcodeNameError:
+		return report.DNSNXDomain
+	case r.Rcode != dns.RcodeSuccess:
+		return report.DNSServFail
+	case len(r.typed()) == 0:
+		return report.DNSNoData
+	}
+	return ""
+}
+
+// typed returns the answers of the asked type.
+func (r *Result) typed() []dns.RR {
+	var out []dns.RR
+	for _, rr := range r.Answer {
+		if rr.Header().Rrtype == r.Type {
+			out = append(out, rr)
+		}
+	}
+	return out
+}
+
+// TTL is the smallest TTL of the typed answers.
+func (r *Result) TTL() uint32 {
+	var ttl uint32
+	for i, rr := range r.typed() {
+		if i == 0 || rr.Header().Ttl < ttl {
+			ttl = rr.Header().Ttl
+		}
+	}
+	return ttl
+}
+
+// Query asks one question: UDP with EDNS0 and the DO bit, TCP when the
+// answer is truncated. On SERVFAIL it asks again with checking disabled to
+// tell a DNSSEC failure (bogus) from a broken server.
+func (c *Client) Query(ctx context.Context, name string, qtype uint16) *Result {
+	name = dns.Fqdn(strings.ToLower(name))
+	res := &Result{Name: name, Type: qtype}
+	reply, rtt, via, err := c.exchange(ctx, name, qtype, false)
+	res.RTT, res.Via = rtt, via
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	res.Truncated = via == "tcp"
+	res.Rcode = reply.Rcode
+	res.AD = reply.AuthenticatedData
+	res.Answer = reply.Answer
+	if reply.Rcode == dns.RcodeServerFailure {
+		if cd, _, _, err := c.exchange(ctx, name, qtype, true); err == nil && cd.Rcode == dns.RcodeSuccess {
+			res.Bogus = true
+		}
+	}
+	owner := name
+	for _, rr := range reply.Answer {
+		if cn, ok := rr.(*dns.CNAME); ok && strings.EqualFold(cn.Hdr.Name, owner) {
+			res.CNAMEs = append(res.CNAMEs, cn.Target)
+			owner = cn.Target
+		}
+	}
+	return res
+}
+
+func (c *Client) exchange(ctx context.Context, name string, qtype uint16, cd bool) (*dns.Msg, time.Duration, string, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.SetEdns0(4096, true)
+	m.CheckingDisabled = cd
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	udp := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: 4096}
+	reply, rtt, err := udp.ExchangeContext(qctx, m, c.Server)
+	if err != nil {
+		return nil, rtt, "udp", fmt.Errorf("dnsq: %s %s via udp: %w", name, dns.TypeToString[qtype], err)
+	}
+	if !reply.Truncated {
+		return reply, rtt, "udp", nil
+	}
+	tcp := &dns.Client{Net: "tcp", Timeout: timeout}
+	reply, rtt2, err := tcp.ExchangeContext(qctx, m, c.Server)
+	if err != nil {
+		return nil, rtt + rtt2, "tcp", fmt.Errorf("dnsq: %s %s via tcp: %w", name, dns.TypeToString[qtype], err)
+	}
+	return reply, rtt + rtt2, "tcp", nil
+}
+
+// MX is one mail exchanger.
+type MX struct {
+	Pref uint16
+	Host string // FQDN with trailing dot; "." for a null MX
+}
+
+// MXs returns the MX records sorted by preference.
+func (r *Result) MXs() []MX {
+	var out []MX
+	for _, rr := range r.typed() {
+		mx := rr.(*dns.MX)
+		out = append(out, MX{Pref: mx.Preference, Host: strings.ToLower(mx.Mx)})
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].Pref < out[j-1].Pref; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// NullMX reports RFC 7505's "MX 0 .".
+func (r *Result) NullMX() bool {
+	mx := r.MXs()
+	return len(mx) == 1 && mx[0].Host == "."
+}
+
+// SRV is one service record.
+type SRV struct {
+	Priority, Weight, Port uint16
+	Target                 string // FQDN with trailing dot; "." = not offered
+}
+
+// SRVs returns the SRV records sorted by priority, then weight descending
+// (RFC 2782's weighted choice made deterministic for a report).
+func (r *Result) SRVs() []SRV {
+	var out []SRV
+	for _, rr := range r.typed() {
+		s := rr.(*dns.SRV)
+		out = append(out, SRV{s.Priority, s.Weight, s.Port, strings.ToLower(s.Target)})
+	}
+	less := func(a, b SRV) bool {
+		if a.Priority != b.Priority {
+			return a.Priority < b.Priority
+		}
+		return a.Weight > b.Weight
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && less(out[j], out[j-1]); j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// Disabled reports RFC 2782's "service decidedly not available" (target ".").
+func (r *Result) Disabled() bool {
+	s := r.SRVs()
+	return len(s) == 1 && s[0].Target == "."
+}
+
+// Addrs returns the A or AAAA addresses.
+func (r *Result) Addrs() []netip.Addr {
+	var out []netip.Addr
+	for _, rr := range r.typed() {
+		switch a := rr.(type) {
+		case *dns.A:
+			if ip, ok := netip.AddrFromSlice(a.A.To4()); ok {
+				out = append(out, ip)
+			}
+		case *dns.AAAA:
+			if ip, ok := netip.AddrFromSlice(a.AAAA.To16()); ok {
+				out = append(out, ip)
+			}
+		}
+	}
+	return out
+}
+
+// Strings renders the typed answers' data for a report.
+func (r *Result) Strings() []string {
+	var out []string
+	for _, rr := range r.typed() {
+		hdr := rr.Header().String()
+		out = append(out, strings.TrimSpace(strings.TrimPrefix(rr.String(), hdr)))
+	}
+	return out
+}
+
+// Record converts the result for the report.
+func (r *Result) Record() report.DNSQuery {
+	q := report.DNSQuery{
+		Name: r.Name, Type: dns.TypeToString[r.Type], AD: r.AD, TTL: r.TTL(),
+		CNAMEChain: append([]string{}, r.CNAMEs...), Answers: r.Strings(),
+		RTTMS: r.RTT.Milliseconds(), Via: r.Via,
+	}
+	if q.Answers == nil {
+		q.Answers = []string{}
+	}
+	if r.Err != nil {
+		q.Rcode = "TIMEOUT"
+		q.Error = r.Err.Error()
+	} else {
+		q.Rcode = dns.RcodeToString[r.Rcode]
+	}
+	return q
+}
+
+// TypeName is the mnemonic of a query type.
+func TypeName(t uint16) string { return dns.TypeToString[t] }

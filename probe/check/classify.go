@@ -1,6 +1,7 @@
 package check
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -54,7 +55,7 @@ func classifyNet(err error, ph phase) report.Code {
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return report.NetTimeout
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		if ph == phaseGreeting {
+		if ph <= phaseGreeting {
 			return report.NetClosedBeforeGreeting
 		}
 		return report.NetReset
@@ -112,7 +113,9 @@ func classifyCert(err error, chain []*x509.Certificate, now time.Time) report.Co
 	}
 	var ua x509.UnknownAuthorityError
 	if errors.As(err, &ua) {
-		selfSigned := leaf.CheckSignatureFrom(leaf) == nil && leaf.Subject.String() == leaf.Issuer.String()
+		// CheckSignatureFrom would demand a CA certificate; most self-signed
+		// server certificates are not one.
+		selfSigned := bytes.Equal(leaf.RawSubject, leaf.RawIssuer) && leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil
 		switch {
 		case selfSigned:
 			return report.CertSelfSigned

@@ -77,6 +77,9 @@ func respCode(text string) (code, rest string) {
 func (p *imap) greeting(r *run) outcome {
 	line, err := r.w.readLine(r.cfg.Timeouts.Greeting)
 	if err != nil {
+		if looksLikeTLS(line) {
+			return fail(report.TLSOnPlainPort, "the greeting is a TLS record: this port speaks implicit TLS", nil)
+		}
 		return netFail(err, phaseGreeting)
 	}
 	r.out.Greeting = printable(line)

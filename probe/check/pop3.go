@@ -44,6 +44,9 @@ var errUnexpected error = unexpectedError{}
 func (p *pop3) greeting(r *run) outcome {
 	line, err := r.w.readLine(r.cfg.Timeouts.Greeting)
 	if err != nil {
+		if looksLikeTLS(line) {
+			return fail(report.TLSOnPlainPort, "the greeting is a TLS record: this port speaks implicit TLS", nil)
+		}
 		return netFail(err, phaseGreeting)
 	}
 	r.out.Greeting = printable(line)

@@ -79,6 +79,9 @@ func (p *smtp) readWithin(r *run, d int64) (smtpReply, error) {
 func (p *smtp) greeting(r *run) outcome {
 	line, err := r.w.readLine(r.cfg.Timeouts.Greeting)
 	if err != nil {
+		if looksLikeTLS(line) {
+			return fail(report.TLSOnPlainPort, "the greeting is a TLS record: this port speaks implicit TLS", nil)
+		}
 		return netFail(err, phaseGreeting)
 	}
 	r.out.Greeting = printable(line)

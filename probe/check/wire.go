@@ -59,7 +59,9 @@ func (w *wire) readLine(d time.Duration) (string, error) {
 		if len(line) > 0 {
 			w.record("S", string(line))
 		}
-		return "", err
+		// The partial line lets a caller recognise binary greetings that
+		// never end in a newline (a TLS record).
+		return string(line), err
 	}
 	s := strings.TrimRight(string(line), "\r\n")
 	w.record("S", s)

@@ -60,3 +60,5 @@ func LeafOnly(c *tls.Certificate) *tls.Certificate {
 	cp.Certificate = cp.Certificate[:1]
 	return &cp
 }
+
+var zeroTime time.Time

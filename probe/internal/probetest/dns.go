@@ -5,7 +5,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
 )
@@ -136,6 +135,3 @@ func (d *DNS) serve(network string) func(w dns.ResponseWriter, req *dns.Msg) {
 		_ = w.WriteMsg(m)
 	}
 }
-
-// Wait is a small pause helper for slow-server scripts.
-func Wait(d time.Duration) { time.Sleep(d) }

@@ -1,0 +1,5 @@
+package probe_test
+
+import "encoding/base64"
+
+func encodeStd(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }

@@ -556,3 +556,35 @@ func TestNoPasswordOverBadCertificate(t *testing.T) {
 		t.Fatalf("JSON: %v %v", err, back["schema"])
 	}
 }
+
+// TestRedirectToMetadataRefused: an autoconfig URL redirecting to a host
+// that resolves to 169.254.169.254 is refused by the guard before any
+// packet leaves.
+func TestRedirectToMetadataRefused(t *testing.T) {
+	w := newWorld(t)
+	w.Zone(t, "metadata.example.test. 300 IN A 169.254.169.254\n")
+	w.Page(t, "https://autoconfig."+domain+"/mail/config-v1.1.xml", func(rw http.ResponseWriter, r *http.Request) {
+		http.Redirect(rw, r, "http://metadata.example.test/latest/meta-data/", http.StatusFound)
+	})
+	rep := run(t, w, address, "", nil)
+	var found bool
+	for _, d := range rep.Discovery {
+		if d.Mechanism == "autoconfig.provider_https" {
+			found = d.Error != nil && d.Error.Class == report.PolicyBlockedAddress && len(d.Redirects) == 1
+			if !found {
+				t.Errorf("%+v %+v", d, d.Error)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no provider_https attempt")
+	}
+}
+
+func TestBadAddress(t *testing.T) {
+	for _, a := range []string{"", "no-at", "a@b", "<a@b.test>", strings.Repeat("x", 2000) + "@b.test"} {
+		if _, err := probe.Run(context.Background(), probe.Request{Address: a}, probe.Options{Resolver: "127.0.0.1:1"}); err == nil {
+			t.Errorf("%q accepted", a)
+		}
+	}
+}

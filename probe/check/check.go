@@ -14,9 +14,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -519,18 +517,6 @@ func keyName(c *x509.Certificate) string {
 	}
 	return c.PublicKeyAlgorithm.String()
 }
-
-// ParseIP is a helper for callers that hold addresses as strings.
-func ParseIP(s string) (netip.Addr, error) {
-	ip, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("check: %w", err)
-	}
-	return ip, nil
-}
-
-// hostPort formats an endpoint for messages.
-func hostPort(h string, p int) string { return net.JoinHostPort(h, strconv.Itoa(p)) }
 
 // injection runs the STARTTLS command-injection test on a second
 // connection: STARTTLS and one more command in one segment; a vulnerable

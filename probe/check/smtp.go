@@ -43,10 +43,6 @@ func isEnhanced(s string) bool {
 }
 
 func (p *smtp) read(r *run) (smtpReply, error) {
-	return p.readWithin(r, 0)
-}
-
-func (p *smtp) readWithin(r *run, d int64) (smtpReply, error) {
 	var rep smtpReply
 	for {
 		line, err := r.w.readLine(0)

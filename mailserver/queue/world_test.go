@@ -46,6 +46,8 @@ type receiver struct {
 	conns     atomic.Int32
 	// user/pass enable AUTH PLAIN and LOGIN and make MAIL require it.
 	user, pass string
+	// mechs overrides the offered AUTH mechanisms.
+	mechs []string
 }
 
 func (r *receiver) messages() []rxMsg {
@@ -65,6 +67,9 @@ type rxSession struct {
 func (s *rxSession) AuthMechanisms() []string {
 	if s.r.user == "" {
 		return nil
+	}
+	if s.r.mechs != nil {
+		return s.r.mechs
 	}
 	return []string{sasl.Plain, sasl.Login}
 }

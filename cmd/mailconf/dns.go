@@ -13,6 +13,7 @@ import (
 	"mailconf/autoconfig"
 	"mailconf/autoconfig/dnsrecords"
 	"mailconf/config"
+	"mailconf/mailserver/dkim"
 )
 
 const dnsUsage = "usage: mailconf dns [DOMAIN ...] [--check] [--resolver HOST:PORT]"
@@ -41,7 +42,14 @@ func runDNS(ctx context.Context, cfg *config.Config, args []string, stdout, stde
 		}
 	}
 	// The lead wires the DKIM public keys in once the signing key exists.
-	recs, err := dnsrecords.Records(cfg, autoconfig.NewCatalog(cfg), domains, nil)
+	// The DKIM keys are made on first use, so a fresh install prints its
+	// TXT record before the server ever ran.
+	dkimTXT, err := dkim.TXTRecords(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailconf dns: %v\n", err)
+		return exitFailure
+	}
+	recs, err := dnsrecords.Records(cfg, autoconfig.NewCatalog(cfg), domains, dkimTXT)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailconf dns: %v\n", err)
 		return exitUsage

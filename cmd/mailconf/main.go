@@ -98,6 +98,9 @@ func commands() map[string]command {
 		"user": func(ctx context.Context, e env, args []string) int {
 			return runUser(ctx, e.cfg, args, e.stdin, e.stdout, e.stderr)
 		},
+		"queue": func(ctx context.Context, e env, args []string) int {
+			return runQueue(ctx, e.cfg, args, e.stdout, e.stderr)
+		},
 		"dns": func(ctx context.Context, e env, args []string) int {
 			return runDNS(ctx, e.cfg, args, e.stdout, e.stderr)
 		},

@@ -85,6 +85,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		return err
 	}
 	m := metrics.New()
+	ms, err := newMail(ctx, cfg, cm, m, log)
+	if err != nil {
+		return err
+	}
+	defer ms.st.Close()
+	if err := ms.ensureDemo(ctx, cfg, stdout); err != nil {
+		return err
+	}
 
 	web, err := newWeb(cfg, cm, m, log)
 	if err != nil {
@@ -101,6 +109,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if cfg.Listen.HTTPS != "" {
 		units = append(units, httpUnit("https", cfg.Listen.HTTPS, web, cm.ServerConfig()))
 	}
+	units = append(units, ms.units...)
 
 	// Bind everything first so that a port in use fails the start cleanly
 	// instead of leaving half the services running.
@@ -126,6 +135,24 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 			} else {
 				log.Info("certificate reloaded", "file", cm.CertFile())
 			}
+		}
+	}()
+
+	// Background work lives until the listeners have drained.
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	queueDone := make(chan struct{})
+	go func() {
+		defer close(queueDone)
+		if err := ms.queue.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("queue stopped", "err", err)
+		}
+	}()
+	go func() {
+		if n, err := ms.st.Sweep(bg); err != nil {
+			log.Warn("store sweep", "err", err)
+		} else if n > 0 {
+			log.Info("store sweep removed unreferenced message files", "count", n)
 		}
 	}()
 
@@ -157,6 +184,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		}
 	}
 	wg.Wait()
+	if err := ms.queue.Shutdown(sctx); err != nil {
+		log.Warn("stop", "service", "queue", "err", err)
+	}
+	stopBG()
+	<-queueDone
 	log.Info("stopped")
 	return runErr
 }

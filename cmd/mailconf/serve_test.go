@@ -303,6 +303,7 @@ func TestServeEmbeddedDefault(t *testing.T) {
 
 func TestCommandLine(t *testing.T) {
 	dir := t.TempDir()
+	t.Chdir(dir) // the embedded default writes ./mailconf-data
 	bad := filepath.Join(dir, "bad.toml")
 	writeFile(t, bad, "data_dir = \"/d\"\nhostname = \"m.example.com\"\n[listen]\nlisen = \":80\"\n")
 	cases := []struct {

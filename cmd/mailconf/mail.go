@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+
+	"mailconf/config"
+	"mailconf/internal/certs"
+	"mailconf/internal/metrics"
+	"mailconf/mailserver/accounts"
+	"mailconf/mailserver/delivery"
+	"mailconf/mailserver/dkim"
+	"mailconf/mailserver/queue"
+	mailsmtp "mailconf/mailserver/smtp"
+	"mailconf/mailserver/store"
+)
+
+// mail is the built-in mail server: the store, the shared authenticator, the
+// relay queue and one unit per enabled mail listener.
+type mail struct {
+	st    *store.Store
+	auth  *accounts.Authenticator
+	queue *queue.Queue
+	units []unit
+}
+
+// newMail opens the store and builds every mail service the config enables.
+// The queue worker runs from start until stop.
+func newMail(ctx context.Context, cfg *config.Config, cm *certs.Manager, m *metrics.Metrics, log *slog.Logger) (*mail, error) {
+	st, err := store.Open(ctx, cfg.DataDir, store.Options{MessageSize: cfg.Limits.MessageSize, Logger: log.With("component", "store")})
+	if err != nil {
+		return nil, err
+	}
+	ms := &mail{st: st}
+	ok := false
+	defer func() {
+		if !ok {
+			st.Close()
+		}
+	}()
+	ms.auth = accounts.NewAuthenticator(st, cfg, accounts.AuthOptions{Metrics: m, Logger: log.With("component", "auth")})
+
+	keys, err := dkim.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	qcfg := queue.FromConfig(cfg)
+	qcfg.Logger = log.With("component", "queue")
+	qcfg.Metrics = m
+	if ms.queue, err = queue.New(qcfg, st); err != nil {
+		return nil, err
+	}
+	d := delivery.New(st, cfg, delivery.Options{DKIM: keys, Wake: ms.queue.Wake, Logger: log.With("component", "delivery")})
+
+	tlsConfig := cm.ServerConfig()
+	smtpCfg := func(service string) mailsmtp.Config {
+		return mailsmtp.Config{
+			Hostname:        cfg.Hostname,
+			MaxMessageBytes: cfg.Limits.MessageSize,
+			TLS:             tlsConfig,
+			Logger:          log.With("service", service),
+			Metrics:         m,
+		}
+	}
+	auth := smtpAuth{ms.auth}
+	if cfg.Listen.SMTP != "" {
+		srv, err := mailsmtp.NewMX(smtpCfg("smtp"), d, d)
+		if err != nil {
+			return nil, err
+		}
+		ms.units = append(ms.units, unit{name: "smtp", addr: cfg.Listen.SMTP, serve: srv.Serve, stop: srv.Shutdown})
+	}
+	for _, l := range []struct {
+		name, addr string
+		implicit   bool
+	}{{"submission", cfg.Listen.Submission, false}, {"submissions", cfg.Listen.Submissions, true}} {
+		if l.addr == "" {
+			continue
+		}
+		srv, err := mailsmtp.NewSubmission(smtpCfg(l.name), auth, d, d, l.implicit)
+		if err != nil {
+			return nil, err
+		}
+		ms.units = append(ms.units, unit{name: l.name, addr: l.addr, serve: srv.Serve, stop: srv.Shutdown})
+	}
+	ok = true
+	return ms, nil
+}
+
+// ensureDemo creates demo@<first domain> with a random password when the
+// store holds no account, and prints the password once (SPEC §3).
+func (ms *mail) ensureDemo(ctx context.Context, cfg *config.Config, w io.Writer) error {
+	pw, created, err := accounts.EnsureDemoAccount(ctx, accounts.NewManager(ms.st, cfg))
+	if err != nil {
+		return fmt.Errorf("demo account: %w", err)
+	}
+	if created {
+		fmt.Fprintf(w, "Created the account demo@%s with the password %s\n(shown once; change it with: mailconf user passwd demo@%s)\n",
+			cfg.Domains[0].Name, pw, cfg.Domains[0].Name)
+	}
+	return nil
+}
+
+// smtpAuth adapts the shared authenticator to the SMTP package, which wants
+// the canonical address and its own error for a failed login.
+type smtpAuth struct{ a *accounts.Authenticator }
+
+func (x smtpAuth) Authenticate(ctx context.Context, protocol string, remote netip.Addr, user, pass string) (string, error) {
+	acct, err := x.a.Authenticate(ctx, protocol, remote, user, pass)
+	if errors.Is(err, accounts.ErrAuthFailed) {
+		return "", mailsmtp.ErrAuthFailed
+	}
+	if err != nil {
+		return "", err
+	}
+	return acct.Address, nil
+}

@@ -328,3 +328,5 @@ func splitReceived(t testing.TB, data []byte) (string, []byte) {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }

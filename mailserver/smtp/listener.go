@@ -109,6 +109,8 @@ type trackedConn struct {
 
 	mu       sync.Mutex
 	inData   bool
+	dataIdle time.Duration // per-read idle limit while inData
+	dataEnd  time.Time     // cap on the whole DATA transfer
 	draining bool
 	dead     bool
 }
@@ -117,12 +119,23 @@ type trackedConn struct {
 // and go-smtp answers "421 4.4.2 Idle timeout" and closes.
 var past = time.Unix(1, 0)
 
+// Read re-arms the read deadline before every read during DATA: go-smtp
+// sets it once per command, which would make ReadTimeout a cap on the whole
+// transfer, and its DATA reader fills whole buffers, so the session cannot
+// re-arm it between reads either.
 func (c *trackedConn) Read(b []byte) (int, error) {
 	c.mu.Lock()
-	dead := c.dead
+	dead, inData := c.dead, c.inData
+	d := time.Now().Add(c.dataIdle)
+	if d.After(c.dataEnd) {
+		d = c.dataEnd
+	}
 	c.mu.Unlock()
 	if dead {
 		return 0, net.ErrClosed
+	}
+	if inData {
+		_ = c.Conn.SetReadDeadline(d)
 	}
 	return c.Conn.Read(b)
 }
@@ -148,11 +161,18 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// setInData marks the DATA phase, during which shutdown waits for the
-// transfer instead of cutting it.
-func (c *trackedConn) setInData(v bool) {
+// beginData marks the DATA phase, during which reads time out only after
+// idle without input (or at end), and shutdown waits for the transfer
+// instead of cutting it.
+func (c *trackedConn) beginData(idle time.Duration, end time.Time) {
 	c.mu.Lock()
-	c.inData = v
+	c.inData, c.dataIdle, c.dataEnd = true, idle, end
+	c.mu.Unlock()
+}
+
+func (c *trackedConn) endData() {
+	c.mu.Lock()
+	c.inData = false
 	c.mu.Unlock()
 }
 

@@ -157,6 +157,10 @@ type Server struct {
 	conns    map[*trackedConn]struct{}
 	perIP    map[netip.Addr]int
 	draining bool
+	// listeners are closed by Shutdown itself too: go-smtp only closes
+	// the ones its Serve has registered, and a Serve that starts just
+	// after Shutdown would otherwise accept forever.
+	listeners []net.Listener
 }
 
 // NewMX returns the port 25 server: mail for existing mailboxes of served
@@ -235,6 +239,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		return fmt.Errorf("smtp: %s: serve: %w", s.service, gosmtp.ErrServerClosed)
 	}
+	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
 	var l net.Listener = &limitListener{Listener: ln, srv: s}
 	if s.implicitTLS {
@@ -242,6 +247,12 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.log.Info("smtp listening", "addr", ln.Addr().String())
 	if err := s.smtp.Serve(l); err != nil {
+		s.mu.Lock()
+		draining := s.draining
+		s.mu.Unlock()
+		if draining {
+			return nil
+		}
 		return fmt.Errorf("smtp: %s: serve: %w", s.service, err)
 	}
 	return nil
@@ -265,13 +276,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.drain()
 	}
-	err := s.smtp.Shutdown(ctx)
-	if err != nil && !errors.Is(err, gosmtp.ErrServerClosed) {
+	s.mu.Lock()
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+	s.mu.Unlock()
+	// go-smtp closes its listeners again and reports that as an error;
+	// only the context running out matters here.
+	_ = s.smtp.Shutdown(ctx)
+	defer s.cancel()
+	if err := ctx.Err(); err != nil {
 		_ = s.smtp.Close()
-		s.cancel()
 		return fmt.Errorf("smtp: %s: shutdown: %w", s.service, err)
 	}
-	s.cancel()
 	return nil
 }
 

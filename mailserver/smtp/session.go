@@ -256,21 +256,15 @@ func (s *session) Data(r io.Reader) error {
 	if s.aborted {
 		return errAborted
 	}
+	end := time.Now().Add(s.srv.cfg.DataTimeout)
 	if s.tc != nil {
-		s.tc.setInData(true)
-		defer s.tc.setInData(false)
+		s.tc.beginData(s.srv.cfg.ReadTimeout, end)
+		defer s.tc.endData()
 	}
-	raw := s.conn.Conn()
-	deadline := time.Now().Add(s.srv.cfg.DataTimeout)
 	var buf bytes.Buffer
 	chunk := make([]byte, 32<<10)
 	var nl newlineCheck
 	for {
-		d := time.Now().Add(s.srv.cfg.ReadTimeout)
-		if d.After(deadline) {
-			d = deadline
-		}
-		_ = raw.SetReadDeadline(d)
 		n, err := r.Read(chunk)
 		if n > 0 {
 			if !nl.ok(chunk[:n]) {

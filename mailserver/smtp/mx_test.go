@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	gosmtp "github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // message has what byte-exactness must survive: 8-bit UTF-8, a line that
@@ -68,6 +70,12 @@ func TestMXDeliveryNetSMTP(t *testing.T) {
 	msgs := w.sink.all()
 	if len(msgs) != 1 {
 		t.Fatalf("stored %d messages, want 1", len(msgs))
+	}
+	if n := counterValue(t, w.metrics.Connections.WithLabelValues("smtp")); n != 1 {
+		t.Errorf("connections metric = %v", n)
+	}
+	if n := counterValue(t, w.metrics.Messages.WithLabelValues("in")); n != 1 {
+		t.Errorf("messages metric = %v", n)
 	}
 	env := msgs[0].env
 	if env.From != "sender@remote.example" || len(env.To) != 1 || env.To[0] != "Alice@example.com" ||
@@ -179,4 +187,13 @@ func TestMXRecipientRules(t *testing.T) {
 			t.Errorf("lookup of a non-canonical domain: %q", l)
 		}
 	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

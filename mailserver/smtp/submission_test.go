@@ -212,6 +212,27 @@ func TestSubmissionRules(t *testing.T) {
 		c.cmd("AUTH PLAIN "+plainIR("", bob, bobPass), 503)
 	})
 
+	t.Run("SMTPUTF8 and IDN recipients", func(t *testing.T) {
+		c := w.loggedIn587(t, bob, bobPass)
+		c.cmd("MAIL FROM:<bob@example.com> SMTPUTF8", 250)
+		c.cmd("RCPT TO:<jörg@Bücher.example>", 250)
+		c.cmd("DATA", 354)
+		c.send("Subject: utf8\r\n\r\nhallo\r\n.\r\n")
+		c.expect(250)
+		var got *stored
+		for _, m := range w.sink.all() {
+			if m.env.AuthUser == bob {
+				got = &m
+			}
+		}
+		if got == nil || strings.Join(got.env.To, ",") != "jörg@xn--bcher-kva.example" || !got.env.UTF8 {
+			t.Fatalf("stored %+v", got)
+		}
+		if hdr, _ := splitReceived(t, got.data); !strings.Contains(hdr, " with UTF8SMTPSA id ") {
+			t.Errorf("Received header:\n%s", hdr)
+		}
+	})
+
 	t.Run("wrong password, then disconnect after three failures", func(t *testing.T) {
 		c := dialRaw(t, w.subsAddr, true, w.clientTLS)
 		c.cmd("EHLO client.test", 250)

@@ -49,26 +49,26 @@ func newMail(ctx context.Context, cfg *config.Config, cm *certs.Manager, m *metr
 		return nil, err
 	}
 	qcfg := queue.FromConfig(cfg)
-	qcfg.Logger = log.With("component", "queue")
+	qcfg.Logger = log
 	qcfg.Metrics = m
 	if ms.queue, err = queue.New(qcfg, st); err != nil {
 		return nil, err
 	}
-	d := delivery.New(st, cfg, delivery.Options{DKIM: keys, Wake: ms.queue.Wake, Logger: log.With("component", "delivery")})
+	d := delivery.New(st, cfg, delivery.Options{DKIM: keys, Wake: ms.queue.Wake, Logger: log})
 
 	tlsConfig := cm.ServerConfig()
-	smtpCfg := func(service string) mailsmtp.Config {
+	smtpCfg := func() mailsmtp.Config {
 		return mailsmtp.Config{
 			Hostname:        cfg.Hostname,
 			MaxMessageBytes: cfg.Limits.MessageSize,
 			TLS:             tlsConfig,
-			Logger:          log.With("service", service),
+			Logger:          log,
 			Metrics:         m,
 		}
 	}
 	auth := smtpAuth{ms.auth}
 	if cfg.Listen.SMTP != "" {
-		srv, err := mailsmtp.NewMX(smtpCfg("smtp"), d, d)
+		srv, err := mailsmtp.NewMX(smtpCfg(), d, d)
 		if err != nil {
 			return nil, err
 		}
@@ -81,7 +81,7 @@ func newMail(ctx context.Context, cfg *config.Config, cm *certs.Manager, m *metr
 		if l.addr == "" {
 			continue
 		}
-		srv, err := mailsmtp.NewSubmission(smtpCfg(l.name), auth, d, d, l.implicit)
+		srv, err := mailsmtp.NewSubmission(smtpCfg(), auth, d, d, l.implicit)
 		if err != nil {
 			return nil, err
 		}

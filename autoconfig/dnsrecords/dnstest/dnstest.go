@@ -56,13 +56,21 @@ func Start(t testing.TB, cfg Config) *Server {
 		servfail[strings.ToLower(dns.Fqdn(n))] = true
 	}
 
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("dnstest: listen udp: %v", err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
+	// The TCP port must equal the UDP one, and another process may hold
+	// it: try a few random ports before giving up.
+	var pc net.PacketConn
+	var ln net.Listener
+	var err error
+	for try := 0; try < 20; try++ {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatalf("dnstest: listen udp: %v", err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
 		pc.Close()
+	}
+	if err != nil {
 		t.Fatalf("dnstest: listen tcp on the UDP port: %v", err)
 	}
 	s := &Server{Addr: pc.LocalAddr().String()}

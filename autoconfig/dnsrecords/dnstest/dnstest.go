@@ -4,7 +4,7 @@
 package dnstest
 
 import (
-	"net"
+	"mailconf/internal/testutil"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -56,23 +56,7 @@ func Start(t testing.TB, cfg Config) *Server {
 		servfail[strings.ToLower(dns.Fqdn(n))] = true
 	}
 
-	// The TCP port must equal the UDP one, and another process may hold
-	// it: try a few random ports before giving up.
-	var pc net.PacketConn
-	var ln net.Listener
-	var err error
-	for try := 0; try < 20; try++ {
-		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatalf("dnstest: listen udp: %v", err)
-		}
-		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
-			break
-		}
-		pc.Close()
-	}
-	if err != nil {
-		t.Fatalf("dnstest: listen tcp on the UDP port: %v", err)
-	}
+	pc, ln := testutil.ListenUDPTCP(t)
 	s := &Server{Addr: pc.LocalAddr().String()}
 
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {

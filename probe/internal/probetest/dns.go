@@ -1,7 +1,7 @@
 package probetest
 
 import (
-	"net"
+	"mailconf/internal/testutil"
 	"strings"
 	"sync"
 	"testing"
@@ -28,14 +28,7 @@ func NewDNS(t testing.TB, zone string) *DNS {
 	t.Helper()
 	d := &DNS{rrs: map[string][]dns.RR{}, servfail: map[string]bool{}, bogus: map[string]bool{}, silent: map[string]bool{}, truncate: map[string]bool{}, ad: map[string]bool{}}
 	d.AddZone(t, zone)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, ln := testutil.ListenUDPTCP(t)
 	d.Addr = pc.LocalAddr().String()
 	started := make(chan struct{}, 2)
 	udp := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.serve("udp")), NotifyStartedFunc: func() { started <- struct{}{} }}

@@ -101,6 +101,9 @@ func commands() map[string]command {
 		"queue": func(ctx context.Context, e env, args []string) int {
 			return runQueue(ctx, e.cfg, args, e.stdout, e.stderr)
 		},
+		"probe": func(ctx context.Context, e env, args []string) int {
+			return runProbe(ctx, e.cfg, args, e.stdin, e.stdout, e.stderr)
+		},
 		"dns": func(ctx context.Context, e env, args []string) int {
 			return runDNS(ctx, e.cfg, args, e.stdout, e.stderr)
 		},

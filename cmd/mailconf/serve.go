@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"mailconf/config"
 	"mailconf/internal/certs"
 	"mailconf/internal/metrics"
+	probeweb "mailconf/probe/web"
 )
 
 // shutdownGrace is how long SIGTERM waits for open connections to finish.
@@ -291,10 +293,52 @@ func newWeb(cfg *config.Config, cm *certs.Manager, m *metrics.Metrics, log *slog
 		return nil, err
 	}
 	sp.Register(e)
+	pw, err := newProbeWeb(cfg, cat, cm, m, log)
+	if err != nil {
+		return nil, err
+	}
+	pw.Register(e)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.HEAD("/healthz", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
 	e.GET("/metrics", echo.WrapHandler(m.Handler()))
 	return e, nil
+}
+
+// newProbeWeb builds the probe API and page. The service's own servers are
+// the one exception to the probe's refusal of loopback and private
+// addresses, so that a support person can probe this very server.
+func newProbeWeb(cfg *config.Config, cat *autoconfig.Catalog, cm *certs.Manager, m *metrics.Metrics, log *slog.Logger) (*probeweb.Handler, error) {
+	var tokens []string
+	if cfg.Probe.StaffTokensFile != "" {
+		var err error
+		if tokens, err = probeweb.LoadTokens(cfg.Probe.StaffTokensFile); err != nil {
+			return nil, err
+		}
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	for _, der := range cm.Current().Certificate {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			roots.AddCert(c)
+		}
+	}
+	own := []string{cfg.Hostname}
+	for _, d := range cfg.Domains {
+		own = append(own, d.Name, "autoconfig."+d.Name, "autodiscover."+d.Name)
+		for _, s := range d.Servers {
+			own = append(own, s.Host)
+		}
+	}
+	var ports []int
+	for _, s := range cfg.Listen.Services() {
+		if p := config.Port(s.Addr); p > 0 {
+			ports = append(ports, p)
+		}
+	}
+	return probeweb.New(probeweb.Options{Catalog: cat, OwnHosts: own, OwnPorts: ports, RootCAs: roots,
+		Resolver: cfg.DNS.Resolver, StaffTokens: tokens, EHLOName: cfg.Hostname, Metrics: m, Logger: log})
 }
 
 // jsonErrors answers echo's own errors (404 for unknown paths, 405) without

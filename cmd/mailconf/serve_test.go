@@ -218,6 +218,7 @@ func checkRoutes(t *testing.T, httpAddr, httpsAddr string, tlsClient *http.Clien
 		{"/api/v1/settings?emailaddress=a@example.com", "application/json"},
 		{"/autodiscover/autodiscover.json?Email=a@example.com&Protocol=AutodiscoverV1", "application/json"},
 		{"/profile.mobileconfig?emailaddress=a@example.com", "application/x-apple-aspen-config"},
+		{"/probe", "text/html; charset=utf-8"},
 	} {
 		resp, err := tlsClient.Get(base + tc.path)
 		if err != nil {
@@ -319,6 +320,8 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"serve", "--log-format", "xml"}, 2, "", "want text or json"},
 		{[]string{"dns"}, 0, "_imaps._tcp.example.test.", ""},
 		{[]string{"dns", "nope.example"}, 2, "", "nope.example"},
+		{[]string{"probe"}, 2, "", ""},
+		{[]string{"queue", "list"}, 0, "", ""},
 	}
 	for _, tc := range cases {
 		var stdout, stderr bytes.Buffer

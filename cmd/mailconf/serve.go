@@ -106,10 +106,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		if cfg.Listen.HTTPS != "" {
 			h = redirectAutodiscover(web, config.Port(cfg.Listen.HTTPS))
 		}
-		units = append(units, httpUnit("http", cfg.Listen.HTTP, h, nil))
+		units = append(units, httpUnit("http", cfg.Listen.HTTP, h, nil, log))
 	}
 	if cfg.Listen.HTTPS != "" {
-		units = append(units, httpUnit("https", cfg.Listen.HTTPS, web, cm.ServerConfig()))
+		units = append(units, httpUnit("https", cfg.Listen.HTTPS, web, cm.ServerConfig(), log))
 	}
 	units = append(units, ms.units...)
 
@@ -195,8 +195,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	return runErr
 }
 
-func httpUnit(name, addr string, h http.Handler, tlsConfig *tls.Config) unit {
+func httpUnit(name, addr string, h http.Handler, tlsConfig *tls.Config, log *slog.Logger) unit {
 	srv := &http.Server{
+		// Handshake failures and the like are the clients' problems: keep
+		// them structured and out of the default log.
+		ErrorLog:          slog.NewLogLogger(log.With("service", name).Handler(), slog.LevelDebug),
 		Handler:           h,
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,

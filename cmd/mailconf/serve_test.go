@@ -226,7 +226,7 @@ func checkRoutes(t *testing.T, httpAddr, httpsAddr string, tlsClient *http.Clien
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), tc.ctype) {
+		if resp.StatusCode != 200 || !strings.HasPrefix(strings.ToLower(resp.Header.Get("Content-Type")), tc.ctype) {
 			t.Errorf("GET %s = %d %q, want 200 %q", tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), tc.ctype)
 		}
 		if strings.HasPrefix(tc.path, "/profile") && (len(body) == 0 || body[0] != 0x30) {

@@ -131,6 +131,9 @@ func NewCatalog(cfg *config.Config) *Catalog {
 
 // Lookup returns the settings of a served domain (A-label, any case).
 func (c *Catalog) Lookup(domain string) (*Settings, bool) {
+	if s, ok := c.domains[domain]; ok { // already canonical: the usual case
+		return s, true
+	}
 	s, ok := c.domains[normalizeDomain(domain)]
 	return s, ok
 }

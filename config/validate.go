@@ -204,11 +204,17 @@ func HostName(s string) (string, error) {
 	if s == "" {
 		return "", fmt.Errorf("empty name")
 	}
-	a, err := idna.Lookup.ToASCII(s)
-	if err != nil {
-		return "", fmt.Errorf("not a valid host name: %v", err)
+	a := strings.ToLower(s)
+	if !plainASCII(a) {
+		// IDNA mapping is needed only for non-ASCII names and for
+		// A-labels, whose punycode must be checked; the common case skips
+		// it (it is most of the cost of an autoconfig request).
+		var err error
+		if a, err = idna.Lookup.ToASCII(s); err != nil {
+			return "", fmt.Errorf("not a valid host name: %v", err)
+		}
+		a = strings.ToLower(a)
 	}
-	a = strings.ToLower(a)
 	if len(a) > 253 {
 		return "", fmt.Errorf("longer than 253 bytes")
 	}
@@ -227,6 +233,18 @@ func HostName(s string) (string, error) {
 		}
 	}
 	return a, nil
+}
+
+// plainASCII reports whether s is made of letters, digits, hyphens and dots
+// only, with no A-label (xn--) in it.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return !strings.Contains(s, "xn--")
 }
 
 func checkHostPort(addr string) error {

@@ -16,7 +16,7 @@ import (
 	"mailconf/internal/testutil"
 	"mailconf/probe"
 	"mailconf/probe/check"
-	"mailconf/probe/internal/probetest"
+	"mailconf/probe/probetest"
 	"mailconf/probe/report"
 )
 

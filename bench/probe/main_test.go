@@ -6,18 +6,18 @@ import (
 	"time"
 
 	"mailconf/probe"
+	"mailconf/probe/probetest"
 	"mailconf/probe/report"
-	"mailconf/probe/testworld"
 )
 
 // TestMeasure probes a hermetic world whose IMAP greeting is slow and
 // checks the numbers the benchmark derives from the report.
 func TestMeasure(t *testing.T) {
-	w := testworld.NewWorld(t)
+	w := probetest.NewWorld(t)
 	w.Zone(t, "example.test. 300 IN MX 10 mx.example.test.\nmx.example.test. 300 IN A 127.0.0.1\n")
-	slow := &testworld.Mail{Proto: "imap", Implicit: true, Cert: testworld.Cert(t, w.CA, "imap.example.test"), GreetDelay: 300 * time.Millisecond}
+	slow := &probetest.Mail{Proto: "imap", Implicit: true, Cert: probetest.Cert(t, w.CA, "imap.example.test"), GreetDelay: 300 * time.Millisecond}
 	w.Mail(t, "imap.example.test", 993, slow)
-	w.Mail(t, "smtp.example.test", 465, &testworld.Mail{Proto: "smtp", Implicit: true, Cert: testworld.Cert(t, w.CA, "smtp.example.test")})
+	w.Mail(t, "smtp.example.test", 465, &probetest.Mail{Proto: "smtp", Implicit: true, Cert: probetest.Cert(t, w.CA, "smtp.example.test")})
 	w.Zone(t, "_imaps._tcp.example.test. 300 IN SRV 0 1 993 imap.example.test.\n_submissions._tcp.example.test. 300 IN SRV 0 1 465 smtp.example.test.\n")
 	start := time.Now()
 	rep, err := probe.Run(context.Background(), probe.Request{Address: "alice@example.test"}, probe.Options{

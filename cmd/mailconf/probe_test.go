@@ -17,7 +17,7 @@ import (
 	"mailconf/internal/testutil"
 	"mailconf/probe"
 	"mailconf/probe/check"
-	"mailconf/probe/testworld"
+	"mailconf/probe/probetest"
 )
 
 const (
@@ -28,29 +28,29 @@ const (
 // probeWorld is example.test on loopback: autoconfig over https naming
 // IMAP 993 and SMTP 465, both answering the test password.
 type probeWorld struct {
-	w          *testworld.World
-	imap, smtp *testworld.Mail
+	w          *probetest.World
+	imap, smtp *probetest.Mail
 }
 
 func newProbeWorld(t *testing.T, cert *tls.Certificate) *probeWorld {
 	t.Helper()
-	w := testworld.NewWorld(t)
+	w := probetest.NewWorld(t)
 	w.Zone(t, "example.test. 300 IN MX 10 mx.example.test.\nmx.example.test. 300 IN A 127.0.0.1\n")
 	imapCert, smtpCert := cert, cert
 	if cert == nil {
-		imapCert = testworld.Cert(t, w.CA, "imap.example.test")
-		smtpCert = testworld.Cert(t, w.CA, "smtp.example.test")
+		imapCert = probetest.Cert(t, w.CA, "imap.example.test")
+		smtpCert = probetest.Cert(t, w.CA, "smtp.example.test")
 	} else {
 		w.WebCert("autoconfig.example.test", cert)
 	}
 	pw := &probeWorld{
 		w:    w,
-		imap: &testworld.Mail{Proto: "imap", Implicit: true, Cert: imapCert, User: probeAddress, Pass: probePassword},
-		smtp: &testworld.Mail{Proto: "smtp", Implicit: true, Cert: smtpCert, User: probeAddress, Pass: probePassword},
+		imap: &probetest.Mail{Proto: "imap", Implicit: true, Cert: imapCert, User: probeAddress, Pass: probePassword},
+		smtp: &probetest.Mail{Proto: "smtp", Implicit: true, Cert: smtpCert, User: probeAddress, Pass: probePassword},
 	}
 	w.Mail(t, "imap.example.test", 993, pw.imap)
 	w.Mail(t, "smtp.example.test", 465, pw.smtp)
-	w.Page(t, "https://autoconfig.example.test/mail/config-v1.1.xml", testworld.XML("text/xml; charset=utf-8", probeAutoconfig))
+	w.Page(t, "https://autoconfig.example.test/mail/config-v1.1.xml", probetest.XML("text/xml; charset=utf-8", probeAutoconfig))
 	return pw
 }
 
@@ -207,7 +207,7 @@ func TestProbeWrongPassword(t *testing.T) {
 // TestProbeTrustsOwnCertificate: a fresh install's self-signed certificate
 // in data_dir/tls is trusted without --ca, login included.
 func TestProbeTrustsOwnCertificate(t *testing.T) {
-	own := testworld.SelfSigned(t, "imap.example.test", "smtp.example.test", "autoconfig.example.test")
+	own := probetest.SelfSigned(t, "imap.example.test", "smtp.example.test", "autoconfig.example.test")
 	pw := newProbeWorld(t, &own)
 	cfg := probeConfig(t)
 	writeCertPEM(t, filepath.Join(cfg.DataDir, "tls", "selfsigned.crt"), own)
@@ -287,9 +287,9 @@ func TestProbeUsage(t *testing.T) {
 // TestProbeRefused: nothing listens where the autoconfig document points,
 // so the probe finds no working path and exits 1 with the code.
 func TestProbeRefused(t *testing.T) {
-	w := testworld.NewWorld(t)
+	w := probetest.NewWorld(t)
 	w.Zone(t, "example.test. 300 IN MX 10 mx.example.test.\nmx.example.test. 300 IN A 127.0.0.1\nimap.example.test. 300 IN A 127.0.0.1\nsmtp.example.test. 300 IN A 127.0.0.1\n")
-	w.Page(t, "https://autoconfig.example.test/mail/config-v1.1.xml", testworld.XML("text/xml", probeAutoconfig))
+	w.Page(t, "https://autoconfig.example.test/mail/config-v1.1.xml", probetest.XML("text/xml", probeAutoconfig))
 	pw := &probeWorld{w: w}
 	w.PortMap[993], w.PortMap[465] = closedLoopbackPort(t), closedLoopbackPort(t)
 	r := runProbeTest(t, pw, probeConfig(t), "", probeAddress, "--json", "--resolver", w.DNS.Addr, "--ca", w.CA.RootFile)

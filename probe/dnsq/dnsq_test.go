@@ -8,7 +8,7 @@ import (
 	"github.com/miekg/dns"
 
 	"mailconf/probe/dnsq"
-	"mailconf/probe/internal/probetest"
+	"mailconf/probe/probetest"
 	"mailconf/probe/report"
 )
 

@@ -25,7 +25,7 @@ import (
 	"mailconf/internal/metrics"
 	"mailconf/probe"
 	"mailconf/probe/check"
-	"mailconf/probe/internal/probetest"
+	"mailconf/probe/probetest"
 	"mailconf/probe/report"
 )
 

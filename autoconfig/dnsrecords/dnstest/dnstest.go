@@ -4,13 +4,14 @@
 package dnstest
 
 import (
-	"mailconf/internal/testutil"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"mailconf/internal/testutil"
 )
 
 // Config says what the server answers.

@@ -1,12 +1,13 @@
 package probetest
 
 import (
-	"mailconf/internal/testutil"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"mailconf/internal/testutil"
 )
 
 // DNS is an authoritative server on 127.0.0.1 (UDP and TCP, same port)

@@ -1,0 +1,309 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"mailconf/mailserver/store"
+)
+
+// target is one message a command addresses.
+type target struct {
+	seq  uint32 // in the client's view (0: not visible to the client)
+	uid  uint32
+	info *store.MessageInfo
+}
+
+// clientMaxLocked is the highest sequence number the client knows of,
+// which "*" stands for in a sequence set.
+func (sel *selection) clientMaxLocked() uint32 {
+	for i := len(sel.mb.uids); i > 0; i-- {
+		if c := sel.tracker.EncodeSeqNum(uint32(i)); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// resolveLocked turns a sequence or UID set into targets in ascending
+// order, in the client's view; mb.mu must be held.
+func (sel *selection) resolveLocked(set goimap.NumSet) []target {
+	uids := sel.mb.uids
+	if goimap.IsSearchRes(set) {
+		var out []target
+		for _, u := range sel.searchRes {
+			if i, ok := slices.BinarySearch(uids, u); ok {
+				out = append(out, target{seq: sel.tracker.EncodeSeqNum(uint32(i + 1)), uid: u})
+			}
+		}
+		return out
+	}
+	switch set := set.(type) {
+	case goimap.SeqSet:
+		max := sel.clientMaxLocked()
+		var out []target
+		for _, r := range set {
+			start, stop := staticRange(r.Start, r.Stop, max)
+			if start == 0 {
+				continue
+			}
+			for c := start; c <= stop && c <= max; c++ {
+				if sv := sel.tracker.DecodeSeqNum(c); sv != 0 && int(sv) <= len(uids) {
+					out = append(out, target{seq: c, uid: uids[sv-1]})
+				}
+				if c == ^uint32(0) {
+					break
+				}
+			}
+		}
+		slices.SortFunc(out, func(a, b target) int { return int(int64(a.seq) - int64(b.seq)) })
+		return slices.CompactFunc(out, func(a, b target) bool { return a.seq == b.seq })
+	case goimap.UIDSet:
+		var max uint32
+		if len(uids) > 0 {
+			max = uids[len(uids)-1]
+		}
+		var out []target
+		for _, r := range set {
+			start, stop := staticRange(uint32(r.Start), uint32(r.Stop), max)
+			if start == 0 {
+				continue
+			}
+			i, _ := slices.BinarySearch(uids, start)
+			for ; i < len(uids) && uids[i] <= stop; i++ {
+				out = append(out, target{seq: sel.tracker.EncodeSeqNum(uint32(i + 1)), uid: uids[i]})
+			}
+		}
+		slices.SortFunc(out, func(a, b target) int { return int(int64(a.uid) - int64(b.uid)) })
+		return slices.CompactFunc(out, func(a, b target) bool { return a.uid == b.uid })
+	}
+	return nil
+}
+
+// staticRange replaces "*" (0) by max and orders the bounds.
+func staticRange(start, stop, max uint32) (uint32, uint32) {
+	if start == 0 {
+		start = max
+	}
+	if stop == 0 {
+		stop = max
+	}
+	if start > stop {
+		start, stop = stop, start
+	}
+	return start, stop
+}
+
+func (ss *session) resolve(sel *selection, set goimap.NumSet) []target {
+	sel.mb.mu.Lock()
+	defer sel.mb.mu.Unlock()
+	return sel.resolveLocked(set)
+}
+
+func targetUIDs(ts []target) []uint32 {
+	out := make([]uint32, len(ts))
+	for i, t := range ts {
+		out[i] = t.uid
+	}
+	return out
+}
+
+// withInfo fills in the stored metadata of the targets; targets whose
+// message is already gone from the store are dropped.
+func (ss *session) withInfo(ctx context.Context, sel *selection, ts []target) ([]target, error) {
+	if len(ts) == 0 {
+		return nil, nil
+	}
+	lo, hi := ts[0].uid, ts[0].uid
+	for _, t := range ts {
+		lo, hi = min(lo, t.uid), max(hi, t.uid)
+	}
+	infos, err := ss.srv.st.MessagesBetween(ctx, sel.mb.id, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	out := ts[:0]
+	for _, t := range ts {
+		i, ok := slices.BinarySearchFunc(infos, t.uid, func(m store.MessageInfo, u uint32) int { return int(int64(m.UID) - int64(u)) })
+		if ok {
+			t.info = &infos[i]
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+func (ss *session) Store(w *imapserver.FetchWriter, set goimap.NumSet, flags *goimap.StoreFlags, opts *goimap.StoreOptions) error {
+	sel, err := ss.selected()
+	if err != nil {
+		return err
+	}
+	if sel.readOnly {
+		return errReadOnly()
+	}
+	var op store.FlagOp
+	switch flags.Op {
+	case goimap.StoreFlagsSet:
+		op = store.FlagsSet
+	case goimap.StoreFlagsAdd:
+		op = store.FlagsAdd
+	case goimap.StoreFlagsDel:
+		op = store.FlagsRemove
+	default:
+		return &goimap.Error{Type: goimap.StatusResponseTypeBad, Text: "Unknown STORE operation"}
+	}
+	ctx, cancel := ss.ctx()
+	defer cancel()
+	mb := sel.mb
+	mb.mu.Lock()
+	// Others' changes first, so tagging this sync with our tracker below
+	// hides only our own flag changes from us.
+	mb.syncLocked(ctx, nil)
+	ts := sel.resolveLocked(set)
+	infos, err := ss.srv.st.StoreFlags(ctx, mb.id, targetUIDs(ts), op, flagStrings(flags.Flags))
+	if err == nil {
+		mb.syncLocked(ctx, sel.tracker)
+	}
+	mb.mu.Unlock()
+	if err != nil {
+		return imapError(err)
+	}
+	if flags.Silent {
+		return nil
+	}
+	byUID := make(map[uint32][]string, len(infos))
+	for _, in := range infos {
+		byUID[in.UID] = in.Flags
+	}
+	for _, t := range ts {
+		f, ok := byUID[t.uid]
+		if !ok || t.seq == 0 {
+			continue
+		}
+		rw := w.CreateMessage(t.seq)
+		rw.WriteUID(goimap.UID(t.uid))
+		rw.WriteFlags(imapFlags(f))
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (ss *session) Expunge(w *imapserver.ExpungeWriter, uids *goimap.UIDSet) error {
+	sel, err := ss.selected()
+	if err != nil {
+		return err
+	}
+	// CLOSE calls Expunge with a writer that writes nothing; CLOSE on an
+	// EXAMINEd mailbox must not expunge (RFC 9051 §6.4.1), EXPUNGE there
+	// is refused.
+	isClose := *w == imapserver.ExpungeWriter{}
+	if sel.readOnly {
+		if isClose {
+			return nil
+		}
+		return errReadOnly()
+	}
+	ctx, cancel := ss.ctx()
+	defer cancel()
+	mb := sel.mb
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	var which []uint32
+	if uids != nil {
+		which = targetUIDs(sel.resolveLocked(*uids))
+		if len(which) == 0 {
+			return nil
+		}
+	}
+	if _, err := ss.srv.st.Expunge(ctx, mb.id, which); err != nil {
+		return imapError(err)
+	}
+	// The EXPUNGE responses reach this session through its tracker in
+	// the Poll that follows the command.
+	mb.syncLocked(ctx, nil)
+	return nil
+}
+
+func (ss *session) copyTarget(ctx context.Context, dest string) (store.Mailbox, error) {
+	m, err := ss.srv.st.Mailbox(ctx, ss.acct.ID, dest)
+	if errors.Is(err, store.ErrNoMailbox) {
+		return m, &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeTryCreate, Text: "No such mailbox"}
+	}
+	return m, imapError(err)
+}
+
+func copyData(res store.CopyResult) *goimap.CopyData {
+	d := &goimap.CopyData{UIDValidity: res.UIDValidity}
+	for i := range res.SrcUIDs {
+		d.SourceUIDs.AddNum(goimap.UID(res.SrcUIDs[i]))
+		d.DestUIDs.AddNum(goimap.UID(res.DstUIDs[i]))
+	}
+	return d
+}
+
+func (ss *session) Copy(set goimap.NumSet, dest string) (*goimap.CopyData, error) {
+	sel, err := ss.selected()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ss.ctx()
+	defer cancel()
+	dst, err := ss.copyTarget(ctx, dest)
+	if err != nil {
+		return nil, err
+	}
+	mb := sel.mb
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	ts := sel.resolveLocked(set)
+	res, err := ss.srv.st.Copy(ctx, mb.id, targetUIDs(ts), dst.ID)
+	if err != nil {
+		return nil, imapError(err)
+	}
+	if dst.ID == mb.id {
+		mb.syncLocked(ctx, nil)
+	}
+	return copyData(res), nil
+}
+
+func (ss *session) Move(w *imapserver.MoveWriter, set goimap.NumSet, dest string) error {
+	sel, err := ss.selected()
+	if err != nil {
+		return err
+	}
+	if sel.readOnly {
+		return errReadOnly()
+	}
+	ctx, cancel := ss.ctx()
+	defer cancel()
+	dst, err := ss.copyTarget(ctx, dest)
+	if err != nil {
+		return err
+	}
+	mb := sel.mb
+	if dst.ID == mb.id {
+		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeCannot, Text: "Source and destination are the same mailbox"}
+	}
+	mb.mu.Lock()
+	ts := sel.resolveLocked(set)
+	res, err := ss.srv.st.Move(ctx, mb.id, targetUIDs(ts), dst.ID)
+	if err == nil {
+		mb.syncLocked(ctx, nil)
+	}
+	mb.mu.Unlock()
+	if err != nil {
+		return imapError(err)
+	}
+	// COPYUID now; the EXPUNGEs follow from the tracker in the Poll
+	// before the tagged OK (RFC 6851 §4.3).
+	if len(res.SrcUIDs) == 0 {
+		return nil
+	}
+	return w.WriteCopyData(copyData(res))
+}

@@ -206,7 +206,7 @@ func (g *guardConn) inspect(line []byte) (bool, error) {
 		limit = g.appendLimit
 	}
 	if size > limit || size < 0 {
-		if nonSync && !g.started && g.authed.Load() && g.cmd == "APPEND" && validTag(g.tag) && size >= 0 && size <= 4*limit {
+		if nonSync && !g.started && g.authed.Load() && g.cmd == "APPEND" && validTag(g.tag) && size >= 0 && size <= max(2*limit, 32<<20) {
 			// An over-size message sent with LITERAL+: its bytes are
 			// read and thrown away here, so the client gets its NO and
 			// stays in step, and nothing in them is ever parsed.

@@ -192,6 +192,12 @@ func (r *rawConn) send(s string) {
 	}
 }
 
+// sendLax writes and ignores errors: the server may hang up mid-write.
+func (r *rawConn) sendLax(s string) {
+	r.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(r.c, s)
+}
+
 // line reads one response line; "" with ok=false on EOF or error.
 func (r *rawConn) line() (string, bool) {
 	r.c.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -3,8 +3,8 @@ package imap
 import (
 	"bufio"
 	"bytes"
-	"net"
 	"context"
+	"net"
 	"slices"
 	"sort"
 	"strings"

@@ -14,6 +14,7 @@ import (
 	"mailconf/mailserver/accounts"
 	"mailconf/mailserver/delivery"
 	"mailconf/mailserver/dkim"
+	"mailconf/mailserver/pop3"
 	"mailconf/mailserver/queue"
 	mailsmtp "mailconf/mailserver/smtp"
 	"mailconf/mailserver/store"
@@ -86,6 +87,19 @@ func newMail(ctx context.Context, cfg *config.Config, cm *certs.Manager, m *metr
 			return nil, err
 		}
 		ms.units = append(ms.units, unit{name: l.name, addr: l.addr, serve: srv.Serve, stop: srv.Shutdown})
+	}
+	if cfg.Listen.POP3 != "" || cfg.Listen.POP3S != "" {
+		// One server for both ports, so that one maildrop lock covers them.
+		srv, err := pop3.New(pop3.Config{Hostname: cfg.Hostname, TLS: tlsConfig, Logger: log, Metrics: m}, st, ms.auth)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Listen.POP3 != "" {
+			ms.units = append(ms.units, unit{name: "pop3", addr: cfg.Listen.POP3, serve: srv.Serve, stop: srv.Shutdown})
+		}
+		if cfg.Listen.POP3S != "" {
+			ms.units = append(ms.units, unit{name: "pop3s", addr: cfg.Listen.POP3S, serve: srv.ServeTLS, stop: srv.Shutdown})
+		}
 	}
 	ok = true
 	return ms, nil

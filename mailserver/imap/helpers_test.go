@@ -74,7 +74,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	}
 	auth := accounts.NewAuthenticator(st, cfg, accounts.AuthOptions{})
 	ca := testutil.NewCA(t)
-	leaf := ca.Issue(t, []string{"mail.example.com", "127.0.0.1"}, time.Time{}, time.Time{})
+	leaf := ca.Issue(t, []string{"mail.example.com", "localhost", "127.0.0.1"}, time.Time{}, time.Time{})
 	c := Config{
 		Hostname: "mail.example.com",
 		TLS:      &tls.Config{Certificates: []tls.Certificate{leaf.Cert}},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"sync"
 
 	"mailconf/config"
 	"mailconf/internal/certs"
@@ -14,6 +15,7 @@ import (
 	"mailconf/mailserver/accounts"
 	"mailconf/mailserver/delivery"
 	"mailconf/mailserver/dkim"
+	"mailconf/mailserver/imap"
 	"mailconf/mailserver/pop3"
 	"mailconf/mailserver/queue"
 	mailsmtp "mailconf/mailserver/smtp"
@@ -88,21 +90,47 @@ func newMail(ctx context.Context, cfg *config.Config, cm *certs.Manager, m *metr
 		}
 		ms.units = append(ms.units, unit{name: l.name, addr: l.addr, serve: srv.Serve, stop: srv.Shutdown})
 	}
+	if cfg.Listen.IMAP != "" || cfg.Listen.IMAPS != "" {
+		srv, err := imap.New(imap.Config{Hostname: cfg.Hostname, TLS: tlsConfig, Logger: log.With("service", "imap"),
+			Metrics: m, AppendLimit: cfg.Limits.MessageSize}, st, ms.auth)
+		if err != nil {
+			return nil, err
+		}
+		stop := once(srv.Shutdown)
+		if cfg.Listen.IMAP != "" {
+			ms.units = append(ms.units, unit{name: "imap", addr: cfg.Listen.IMAP, serve: srv.Serve, stop: stop})
+		}
+		if cfg.Listen.IMAPS != "" {
+			ms.units = append(ms.units, unit{name: "imaps", addr: cfg.Listen.IMAPS, serve: srv.ServeTLS, stop: stop})
+		}
+	}
 	if cfg.Listen.POP3 != "" || cfg.Listen.POP3S != "" {
 		// One server for both ports, so that one maildrop lock covers them.
 		srv, err := pop3.New(pop3.Config{Hostname: cfg.Hostname, TLS: tlsConfig, Logger: log, Metrics: m}, st, ms.auth)
 		if err != nil {
 			return nil, err
 		}
+		stop := once(srv.Shutdown)
 		if cfg.Listen.POP3 != "" {
-			ms.units = append(ms.units, unit{name: "pop3", addr: cfg.Listen.POP3, serve: srv.Serve, stop: srv.Shutdown})
+			ms.units = append(ms.units, unit{name: "pop3", addr: cfg.Listen.POP3, serve: srv.Serve, stop: stop})
 		}
 		if cfg.Listen.POP3S != "" {
-			ms.units = append(ms.units, unit{name: "pop3s", addr: cfg.Listen.POP3S, serve: srv.ServeTLS, stop: srv.Shutdown})
+			ms.units = append(ms.units, unit{name: "pop3s", addr: cfg.Listen.POP3S, serve: srv.ServeTLS, stop: stop})
 		}
 	}
 	ok = true
 	return ms, nil
+}
+
+// once makes a shared server's Shutdown safe to call from each of its
+// listeners' units.
+func once(stop func(context.Context) error) func(context.Context) error {
+	var o sync.Once
+	var err error
+	return func(ctx context.Context) error {
+		o.Do(func() { err = stop(ctx) })
+		return err
+	}
 }
 
 // ensureDemo creates demo@<first domain> with a random password when the

@@ -67,6 +67,10 @@ type Options struct {
 	// and the clock for certificate validity.
 	PortMap map[int]int
 	Now     func() time.Time
+	// Published is the catalog of the mailconf running the probe: for a
+	// domain it serves, its published settings are tested too, so a fresh
+	// install is probed end to end before DNS points clients at it.
+	Published *autoconfig.Catalog
 }
 
 // ErrAddress is returned for an address that cannot be probed.
@@ -106,12 +110,18 @@ func Run(ctx context.Context, req Request, opts Options) (*report.Report, error)
 
 	info := lookups(ctx, resolver, addr, rec, rep)
 	rec.Start("discovery", "", "Discover settings as mail clients do", nil)
-	disc := discover.Run(ctx, discover.Config{
+	dcfg := discover.Config{
 		HTTP:     discover.NewHTTPClient(dialer, resolver, opts.RootCAs, 10*time.Second),
 		DNS:      resolver,
 		Recorder: rec,
 		Now:      opts.Now,
-	}, addr, info)
+	}
+	if opts.Published != nil {
+		if st, ok := opts.Published.Lookup(addr.Domain); ok {
+			dcfg.Published = st
+		}
+	}
+	disc := discover.Run(ctx, dcfg, addr, info)
 	finishGroup(rec, "discovery")
 	rep.Discovery, rep.Summary.Clients, rep.Consistency = disc.Attempts, disc.Clients, disc.Consistency
 	if rep.Consistency == nil {
@@ -428,6 +438,10 @@ func resolveHost(ctx context.Context, r *dnsq.Client, rec *report.Recorder, pare
 		return []netip.Addr{ip}
 	}
 	h := rec.Start(parent+".resolve", parent, "Resolve "+host, &report.Target{Host: host})
+	if ips, ok := dnsq.Localhost(host); ok {
+		h.Pass("loopback (RFC 6761 special name)")
+		return ips
+	}
 	var ips []netip.Addr
 	var codes []report.Code
 	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/term"
 
+	"mailconf/autoconfig"
 	"mailconf/config"
 	"mailconf/probe"
 	"mailconf/probe/netguard"
@@ -92,6 +93,7 @@ func probeCommand(ctx context.Context, cfg *config.Config, args []string, stdin 
 		Timeout:     *timeout,
 		EHLOName:    cfg.Hostname,
 		Logger:      slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Published:   autoconfig.NewCatalog(cfg),
 	}
 	if adjust != nil {
 		adjust(&opts)

@@ -69,9 +69,18 @@ func (pw *probeWorld) adjust(o *probe.Options) {
 	o.Timeouts = check.Timeouts{Greeting: 1500 * time.Millisecond, GreetingSlow: 300 * time.Millisecond, Command: 2 * time.Second, Endpoint: 10 * time.Second}
 }
 
+// probeConfig is the operator's config. It serves another domain than the
+// test world's example.test: for a served domain the probe also tests the
+// settings this server publishes, which these tests do not run.
 func probeConfig(t *testing.T) *config.Config {
 	t.Helper()
-	cfg := config.Default()
+	cfg, err := config.Parse("probe.toml", []byte(strings.Replace(config.DefaultTOML(), `name         = "example.test"`, `name         = "operator.test"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfg.Domain("operator.test"); !ok {
+		t.Fatal("probeConfig: the default config's domain line changed")
+	}
 	cfg.DataDir = t.TempDir()
 	return cfg
 }

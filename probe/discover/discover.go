@@ -38,6 +38,10 @@ const (
 	AutodiscoverSRV    = "autodiscover.srv"
 	SRV                = "srv"
 	Guess              = "guess"
+	// Published is no client's mechanism: it is what the mailconf running
+	// the probe publishes for a domain it serves, so that its own servers
+	// are tested even before DNS points clients at them.
+	Published = "mailconf.published"
 )
 
 // SRVServices are the RFC 6186/8314 services, in preference order.
@@ -60,6 +64,9 @@ type Config struct {
 	DNS      *dnsq.Client
 	Recorder *report.Recorder
 	Now      func() time.Time
+	// Published is this server's own settings for the domain, when it
+	// serves it (nil otherwise).
+	Published *autoconfig.Settings
 }
 
 // DNSInfo are the lookups made before discovery.
@@ -158,6 +165,12 @@ func Run(ctx context.Context, cfg Config, addr autoconfig.Address, info DNSInfo)
 	h := cfg.Recorder.Start(srv.rec.StepID, "discovery", title(SRV), nil)
 	finishStep(h, srv)
 	atts = append(atts, srv)
+	if cfg.Published != nil {
+		pub := publishedAttempt(cfg.Published, addr)
+		h := cfg.Recorder.Start(pub.rec.StepID, "discovery", title(Published), nil)
+		finishStep(h, pub)
+		atts = append(atts, pub)
+	}
 
 	var res Result
 	for _, a := range atts {
@@ -190,6 +203,21 @@ func Run(ctx context.Context, cfg Config, addr autoconfig.Address, info DNSInfo)
 	return res
 }
 
+// publishedAttempt turns this server's own settings into a discovery
+// result. It comes last in priority: what clients can find ranks first.
+func publishedAttempt(st *autoconfig.Settings, addr autoconfig.Address) *attempt {
+	a := &attempt{ok: true, rec: report.Discovery{Mechanism: Published, Priority: 7, StepID: "discovery.published",
+		Query: "the [[domain]] " + st.Domain + " of this server's config", Redirects: []string{}, Servers: []report.Server{},
+		Status: report.StatusPass, Trust: report.Local}}
+	login := st.LoginName(addr)
+	for _, list := range [][]autoconfig.Endpoint{st.Incoming, st.Outgoing} {
+		for _, e := range list {
+			a.servers = append(a.servers, Server{Protocol: string(e.Protocol), Host: e.Host, Port: e.Port, Security: string(e.Security), Username: login})
+		}
+	}
+	return a
+}
+
 func title(mech string) string {
 	return map[string]string{
 		ProviderHTTPS:      "Autoconfig at https://autoconfig.<domain>",
@@ -198,6 +226,7 @@ func title(mech string) string {
 		WellKnownHTTP:      "Autoconfig at http://<domain>/.well-known (untrusted)",
 		MXAutoconfig:       "Autoconfig of the MX host's domain",
 		AutodiscoverDomain: "Autodiscover at https://<domain>",
+		Published:          "Settings this mailconf server publishes (its own config)",
 		AutodiscoverHost:   "Autodiscover at https://autodiscover.<domain>",
 		AutodiscoverHTTP:   "Autodiscover redirect from http://autodiscover.<domain>",
 		AutodiscoverSRV:    "Autodiscover through the _autodiscover._tcp SRV record",
@@ -623,6 +652,8 @@ func consistency(atts []*attempt) []report.Consistency {
 			return "autodiscover"
 		case m == SRV:
 			return "srv"
+		case m == Published:
+			return "published"
 		}
 		return ""
 	}

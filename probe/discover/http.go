@@ -67,6 +67,9 @@ func resolve(ctx context.Context, r *dnsq.Client, host string) ([]netip.Addr, er
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{ip}, nil
 	}
+	if ips, ok := dnsq.Localhost(host); ok {
+		return ips, nil
+	}
 	var out []netip.Addr
 	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		res := r.Query(ctx, host, t)

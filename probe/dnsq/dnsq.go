@@ -267,3 +267,16 @@ func (r *Result) Record() report.DNSQuery {
 
 // TypeName is the mnemonic of a query type.
 func TypeName(t uint16) string { return dns.TypeToString[t] }
+
+// Localhost answers RFC 6761's special names: "localhost" and every name
+// under it are loopback, whatever a DNS server says (clients' stub
+// resolvers never ask one). The default config publishes "localhost" and
+// binds 127.0.0.1 (SPEC §3), so the answer is the IPv4 loopback only: ::1
+// is a host's own choice in /etc/hosts, not something DNS could tell.
+func Localhost(host string) ([]netip.Addr, bool) {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}, true
+	}
+	return nil, false
+}

@@ -42,6 +42,7 @@ const (
 	Trusted       Trust = "trusted"        // https, valid certificate, no http hop
 	UntrustedHTTP Trust = "untrusted-http" // fetched over (or redirected through) plain http
 	UntrustedDNS  Trust = "untrusted-dns"  // from MX/SRV answers without the AD bit
+	Local         Trust = "local"          // this mailconf's own configuration, not anything a client sees
 )
 
 // Report is the whole result of one probe run.

@@ -371,6 +371,7 @@ func (h *Handler) options(in *input) probe.Options {
 		Timeout:     h.opts.Timeout,
 		EHLOName:    h.opts.EHLOName,
 		Logger:      h.log,
+		Published:   h.opts.Catalog,
 	}
 	if h.opts.Configure != nil {
 		h.opts.Configure(&o)

@@ -70,9 +70,16 @@ func summarize(rep *report.Report, addr autoconfig.Address, cands []discover.Can
 	}
 	sum.Recommended.Incoming = pick("imap", "pop3")
 	sum.Recommended.Outgoing = pick("smtp")
+	// A rejected password stops every later login (check.Gate), so the
+	// endpoints whose login was skipped only look working: with this
+	// password no client gets in anywhere.
+	rejected := false
+	for _, s := range rep.Steps {
+		rejected = rejected || (s.Status == report.StatusFail && s.Error != nil && s.Error.Class == report.AuthFailed)
+	}
 	for i := range sum.Clients {
 		v := &sum.Clients[i]
-		v.Works = v.Incoming != nil && v.Outgoing != nil &&
+		v.Works = !rejected && v.Incoming != nil && v.Outgoing != nil &&
 			working[fmt.Sprintf("%s %s %d %s", v.Incoming.Protocol, v.Incoming.Host, v.Incoming.Port, v.Incoming.Security)] &&
 			working[fmt.Sprintf("%s %s %d %s", v.Outgoing.Protocol, v.Outgoing.Host, v.Outgoing.Port, v.Outgoing.Security)]
 	}
@@ -105,6 +112,8 @@ func summarize(rep *report.Report, addr autoconfig.Address, cands []discover.Can
 	}
 	inOK, outOK := sum.Recommended.Incoming != nil, sum.Recommended.Outgoing != nil
 	switch {
+	case rejected:
+		sum.Status = report.OverallBroken
 	case (!inOK || !outOK) && firstFail == nil && firstErr != nil:
 		sum.Status = report.OverallInconclusive
 	case !inOK || !outOK:

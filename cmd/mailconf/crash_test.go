@@ -334,7 +334,7 @@ name = "example.com"
 		if err := d.cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		d.cmd.Wait()
+		d.wait()
 		cancel()
 		wg.Wait()
 		t.Logf("round %d: killed; client errors (expected after the kill):\n%s", round, log.errors())

@@ -43,8 +43,16 @@ func TestMain(m *testing.M) {
 // daemon is a running `mailconf serve`.
 type daemon struct {
 	cmd    *exec.Cmd
-	stdout *bytes.Buffer
+	stdout *syncBuffer
 	stderr *syncBuffer
+	exited chan struct{} // closed when the process has ended
+	err    error         // its exit status, once exited is closed
+}
+
+// wait blocks until the process has ended and returns its exit status.
+func (d *daemon) wait() error {
+	<-d.exited
+	return d.err
 }
 
 func startDaemon(t *testing.T, dir string, args ...string) *daemon {
@@ -52,18 +60,20 @@ func startDaemon(t *testing.T, dir string, args ...string) *daemon {
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "MAILCONF_CONFIG=")
-	d := &daemon{cmd: cmd, stdout: &bytes.Buffer{}, stderr: &syncBuffer{}}
+	d := &daemon{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	pr, pw := io.Pipe()
 	cmd.Stdout = io.MultiWriter(pw)
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		d.err = cmd.Wait()
+		close(d.exited)
+	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
+		cmd.Process.Kill()
+		<-d.exited
 	})
 	// The welcome text ends with the probe URL line once everything listens.
 	ready := make(chan struct{})
@@ -71,7 +81,7 @@ func startDaemon(t *testing.T, dir string, args ...string) *daemon {
 		sc := bufio.NewScanner(pr)
 		closed := false
 		for sc.Scan() {
-			d.stdout.WriteString(sc.Text() + "\n")
+			d.stdout.Write([]byte(sc.Text() + "\n"))
 			if !closed && strings.Contains(sc.Text(), "probe ") {
 				close(ready)
 				closed = true
@@ -80,6 +90,8 @@ func startDaemon(t *testing.T, dir string, args ...string) *daemon {
 	}()
 	select {
 	case <-ready:
+	case <-d.exited:
+		t.Fatalf("mailconf serve exited at start (%v):\nstdout:\n%s\nstderr:\n%s", d.err, d.stdout, d.stderr)
 	case <-time.After(20 * time.Second):
 		t.Fatalf("mailconf serve did not start:\nstdout:\n%s\nstderr:\n%s", d.stdout, d.stderr)
 	}
@@ -91,11 +103,9 @@ func (d *daemon) stop(t *testing.T) {
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- d.cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
+	case <-d.exited:
+		if err := d.err; err != nil {
 			t.Fatalf("serve exited with %v after SIGTERM; stderr:\n%s", err, d.stderr)
 		}
 	case <-time.After(15 * time.Second):

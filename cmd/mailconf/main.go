@@ -165,3 +165,23 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = rest[1:]
 	}
 }
+
+// parseSub parses a subcommand's flags (anywhere on the line) and checks
+// that it got want positional arguments. done reports that the command is
+// finished (help was asked for, or the usage was wrong) with status code.
+func parseSub(fs *flag.FlagSet, args []string, want int, name, usage string, stdout, stderr io.Writer) (pos []string, code int, done bool) {
+	pos, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(stdout, usage)
+		return nil, exitOK, true
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mailconf %s: %v\n%s\n", name, err, usage)
+		return nil, exitUsage, true
+	}
+	if len(pos) != want {
+		fmt.Fprintf(stderr, "mailconf %s: want %d argument(s), got %d\n%s\n", name, want, len(pos), usage)
+		return nil, exitUsage, true
+	}
+	return pos, exitOK, false
+}

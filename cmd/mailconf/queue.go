@@ -47,21 +47,13 @@ func runQueue(ctx context.Context, cfg *config.Config, args []string, stdout, st
 		fmt.Fprintf(stderr, "mailconf queue: unknown subcommand %q\n%s\n", sub, queueUsage)
 		return exitUsage
 	}
-	pos, err := parseInterleaved(fs, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(stdout, queueUsage)
-		return exitOK
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "mailconf queue %s: %v\n%s\n", sub, err, queueUsage)
-		return exitUsage
-	}
-	if len(pos) != wantArgs {
-		fmt.Fprintf(stderr, "mailconf queue %s: want %d argument(s), got %d\n%s\n", sub, wantArgs, len(pos), queueUsage)
-		return exitUsage
+	pos, code, done := parseSub(fs, args[1:], wantArgs, "queue "+sub, queueUsage, stdout, stderr)
+	if done {
+		return code
 	}
 	var id int64
 	if wantArgs == 1 {
+		var err error
 		id, err = strconv.ParseInt(pos[0], 10, 64)
 		if err != nil || id <= 0 {
 			fmt.Fprintf(stderr, "mailconf queue %s: %q is not a queue ID (a positive number from `mailconf queue list`)\n", sub, pos[0])

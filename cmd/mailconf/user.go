@@ -57,22 +57,13 @@ func runUser(ctx context.Context, cfg *config.Config, args []string, stdin io.Re
 		fmt.Fprintf(stderr, "mailconf user: unknown subcommand %q\n%s\n", sub, userUsage)
 		return exitUsage
 	}
-	pos, err := parseInterleaved(fs, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(stdout, userUsage)
-		return exitOK
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "mailconf user %s: %v\n%s\n", sub, err, userUsage)
-		return exitUsage
-	}
 	wantArgs := 1
 	if sub == "list" {
 		wantArgs = 0
 	}
-	if len(pos) != wantArgs {
-		fmt.Fprintf(stderr, "mailconf user %s: want %d argument(s), got %d\n%s\n", sub, wantArgs, len(pos), userUsage)
-		return exitUsage
+	pos, code, done := parseSub(fs, args[1:], wantArgs, "user "+sub, userUsage, stdout, stderr)
+	if done {
+		return code
 	}
 	var address string
 	if wantArgs == 1 {

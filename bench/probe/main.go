@@ -8,7 +8,11 @@
 //
 // With --config, the resolver, the EHLO name and the service's own
 // certificate come from the config, as for `mailconf probe`. The probe runs
-// with the operator's trust (no address restrictions).
+// with the operator's trust (no address restrictions). A server on loopback
+// whose web listeners are not on 80/443 is probed in full with
+// --port-map 80=HTTP-PORT,443=HTTPS-PORT (autoconfig.D and autodiscover.D
+// are fetched on the standard ports); cmd/mailconf's
+// TestBenchProbeRealServer sets up such a server and runs this program.
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,8 +55,36 @@ type result struct {
 	Ratio           float64        `json:"wall_over_slowest"`
 }
 
+// portMap is --port-map: logical port → the port actually dialled, for a
+// server on loopback whose web listeners cannot have 80 and 443.
+type portMap map[int]int
+
+func (p portMap) String() string {
+	var parts []string
+	for from, to := range p {
+		parts = append(parts, fmt.Sprintf("%d=%d", from, to))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (p portMap) Set(s string) error {
+	for _, pair := range strings.Split(s, ",") {
+		from, to, ok := strings.Cut(pair, "=")
+		f, err1 := strconv.Atoi(strings.TrimSpace(from))
+		t, err2 := strconv.Atoi(strings.TrimSpace(to))
+		if !ok || err1 != nil || err2 != nil || f <= 0 || f > 65535 || t <= 0 || t > 65535 {
+			return fmt.Errorf("want PORT=PORT[,PORT=PORT...], got %q", pair)
+		}
+		p[f] = t
+	}
+	return nil
+}
+
 func main() {
 	var cas caFlags
+	ports := portMap{}
+	flag.Var(ports, "port-map", "dial PORT=REALPORT instead (repeatable or comma-separated), e.g. 80=8080,443=8443 for a server whose web listeners are not on 80/443")
 	cfgPath := flag.String("config", "", "mailconf config file (resolver, hostname, own certificate)")
 	address := flag.String("address", "", "address to probe (required)")
 	pwFile := flag.String("password-file", "", "file whose first line is the password (without it: no login tests)")
@@ -65,14 +98,14 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	code, err := run(*cfgPath, *address, *pwFile, *resolver, cas, *runs, *timeout, *asJSON)
+	code, err := run(*cfgPath, *address, *pwFile, *resolver, cas, ports, *runs, *timeout, *asJSON)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "probe-bench:", err)
 	}
 	os.Exit(code)
 }
 
-func run(cfgPath, address, pwFile, resolver string, cas []string, runs int, timeout time.Duration, asJSON bool) (int, error) {
+func run(cfgPath, address, pwFile, resolver string, cas []string, ports portMap, runs int, timeout time.Duration, asJSON bool) (int, error) {
 	var cfg *config.Config
 	if cfgPath != "" {
 		c, err := config.Load(cfgPath)
@@ -97,6 +130,9 @@ func run(cfgPath, address, pwFile, resolver string, cas []string, runs int, time
 	opts := probe.Options{
 		Resolver: resolver, RootCAs: roots, Policy: netguard.Policy{Unrestricted: true},
 		AuthAllowed: !password.IsZero(), AuthReason: "operator", Timeout: timeout,
+	}
+	if len(ports) > 0 {
+		opts.PortMap = ports
 	}
 	if cfg != nil {
 		if opts.Resolver == "" {

@@ -377,11 +377,14 @@ func TestProbeRealServerAllGreen(t *testing.T) {
 		t.Errorf("recommended incoming %+v, want IMAP on %s", in, s.listen["imaps"])
 	}
 
-	// The real process, readable text.
+	// The real process, readable text. Whatever listens on this machine's
+	// ports 80/443 (autoconfig.D without a port map) may add discovery
+	// warnings, so the verdict is read from the exit status and the
+	// endpoint lines.
 	before = s.logins(t)
 	r = s.probeBinary(t, e2eLoginPW)
-	if r.code != exitOK || !strings.Contains(r.stdout, " - OK\n") {
-		t.Errorf("mailconf probe: exit %d, want 0 and an OK headline\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	if r.code != exitOK || strings.Contains(r.stdout, "first failure") {
+		t.Errorf("mailconf probe: exit %d, want 0 and no failure\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	for _, p := range []string{"IMAP works (2 of 2", "POP3 works (2 of 2", "SMTP works (2 of 2"} {
 		if !strings.Contains(r.stdout, p) {

@@ -146,7 +146,13 @@ func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBo
 		off = hdrEnd()
 		n = body.Size() - off
 	default:
-		data := imapserver.ExtractBodySection(io.NewSectionReader(body, 0, body.Size()), bs)
+		src := io.NewSectionReader(body, 0, body.Size())
+		if len(bs.Part) == 0 && bs.Specifier == goimap.PartSpecifierHeader {
+			// HEADER.FIELDS of the message itself: only the header block
+			// is parsed, not the whole body.
+			src = io.NewSectionReader(body, 0, hdrEnd())
+		}
+		data := imapserver.ExtractBodySection(src, bs)
 		wc := rw.WriteBodySection(bs, int64(len(data)))
 		if _, err := wc.Write(data); err != nil {
 			wc.Close()

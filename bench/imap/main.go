@@ -1,0 +1,455 @@
+// Command imap benchmarks mailconf's IMAP server against Dovecot in one
+// run.
+//
+//	go run ./bench/imap [-n 10000] [-idle 1000] [-dovecot 127.0.0.1:10143]
+//
+// Phase 1, one client per server over a mailbox of n messages: APPEND (one
+// message per command, LITERAL+ since both servers advertise it, so each
+// APPEND is a single write and the delayed-ACK trap of mailserver.md §7.2
+// cannot occur; Go's TCP_NODELAY is on), SELECT, FETCH of header fields
+// for all messages, FETCH of all whole bodies, STORE +FLAGS on all, and two
+// SEARCHes (flag criteria; a SUBJECT search that reads every header).
+//
+// Phase 2: -idle connections log in, SELECT INBOX and IDLE; one more
+// client APPENDs a message and the bench measures the time until every
+// idler has seen the new EXISTS, and the server's resident memory while
+// they idle.
+//
+// mailconf runs in a child process (this program re-executed with -serve)
+// on a temporary store with fsync on, over plaintext like the Dovecot
+// anchor (Config.InsecureAuth, for this benchmark only), so memory
+// figures are the server's alone. Dovecot is the anchor of
+// /work/shared/baselines/dovecot-anchor.sh (user u@example.test, Maildir,
+// fsync optimized); start it before running, its mailbox is emptied first
+// with "dovecot-anchor.sh reset". Its memory is the sum of the RSS of all
+// its processes.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"mailconf/config"
+	"mailconf/mailserver/accounts"
+	"mailconf/mailserver/imap"
+	"mailconf/mailserver/store"
+)
+
+const (
+	benchUser    = "u@example.test"
+	dovecotPass  = "secret"
+	mailconfPass = "secret-bench"
+)
+
+func main() {
+	serve := flag.String("serve", "", "internal: run mailconf's IMAP server on this data directory")
+	n := flag.Int("n", 10000, "messages in the mailbox")
+	idle := flag.Int("idle", 1000, "IDLE connections")
+	dovecot := flag.String("dovecot", "127.0.0.1:10143", "Dovecot anchor address (empty: skip)")
+	flag.Parse()
+	if *serve != "" {
+		if err := runServer(*serve); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(*n, *idle, *dovecot); err != nil {
+		fmt.Fprintln(os.Stderr, "imap bench:", err)
+		os.Exit(1)
+	}
+}
+
+// runServer is the child: a mailconf IMAP server on a fresh store.
+func runServer(dir string) error {
+	ctx := context.Background()
+	cfg, err := config.Parse("bench.toml", []byte(fmt.Sprintf("data_dir = %q\nhostname = \"bench.example.test\"\n[listen]\nimap = \"127.0.0.1:1143\"\nsubmission = \"127.0.0.1:1587\"\n[[domain]]\nname = \"example.test\"\n", dir)))
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, dir, store.Options{})
+	if err != nil {
+		return err
+	}
+	if _, err := accounts.NewManager(st, cfg).Add(ctx, benchUser, mailconfPass); err != nil {
+		return err
+	}
+	srv, err := imap.New(imap.Config{
+		Hostname: "bench.example.test", InsecureAuth: true,
+		MaxConnsPerIP: 100000, MaxConnsPerAccount: 100000,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+	}, st, accounts.NewAuthenticator(st, cfg, accounts.AuthOptions{}))
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Println("ADDR", ln.Addr())
+	go srv.Serve(ln)
+	io.Copy(io.Discard, os.Stdin) // the parent closes stdin to stop us
+	return srv.Shutdown(ctx)
+}
+
+type target struct {
+	name, addr, user, pass string
+	pids                   func() []int
+}
+
+func run(n, idle int, dovecot string) error {
+	dir, err := os.MkdirTemp("", "imapbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	child := exec.Command(os.Args[0], "-serve", filepath.Join(dir, "data"))
+	child.Stderr = os.Stderr
+	stdin, _ := child.StdinPipe()
+	stdout, _ := child.StdoutPipe()
+	if err := child.Start(); err != nil {
+		return err
+	}
+	defer func() { stdin.Close(); child.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("child: %w", err)
+	}
+	targets := []target{{"mailconf", strings.TrimSpace(strings.TrimPrefix(line, "ADDR ")), benchUser, mailconfPass,
+		func() []int { return []int{child.Process.Pid} }}}
+	if dovecot != "" {
+		exec.Command("/work/shared/baselines/dovecot-anchor.sh", "reset").Run()
+		targets = append(targets, target{"dovecot", dovecot, benchUser, dovecotPass, dovecotPids})
+	}
+	fmt.Printf("IMAP benchmark: %d messages, %d IDLE connections; Go imapclient, TCP_NODELAY on, LITERAL+ APPEND, plaintext on loopback, fsync on both\n\n", n, idle)
+	results := map[string]map[string]float64{}
+	var phases []string
+	for _, tg := range targets {
+		res, order, err := mailboxPhases(tg, n)
+		if err != nil {
+			return fmt.Errorf("%s: %w", tg.name, err)
+		}
+		results[tg.name], phases = res, order
+	}
+	fmt.Printf("%-28s", "phase (ops/s)")
+	for _, tg := range targets {
+		fmt.Printf("%14s", tg.name)
+	}
+	if len(targets) == 2 {
+		fmt.Printf("%14s", "ratio")
+	}
+	fmt.Println()
+	for _, p := range phases {
+		fmt.Printf("%-28s", p)
+		for _, tg := range targets {
+			fmt.Printf("%14.0f", results[tg.name][p])
+		}
+		if len(targets) == 2 && results["dovecot"][p] > 0 {
+			fmt.Printf("%13.2fx", results["mailconf"][p]/results["dovecot"][p])
+		}
+		fmt.Println()
+	}
+	fmt.Println()
+	for _, tg := range targets {
+		if err := idlePhase(tg, idle); err != nil {
+			return fmt.Errorf("%s idle: %w", tg.name, err)
+		}
+	}
+	return nil
+}
+
+func dial(tg target, h *imapclient.UnilateralDataHandler) (*imapclient.Client, error) {
+	c, err := imapclient.DialInsecure(tg.addr, &imapclient.Options{UnilateralDataHandler: h})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Login(tg.user, tg.pass).Wait(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func message(i int) string {
+	body := strings.Repeat(fmt.Sprintf("Line %d of the benchmark message body, some filler text here.\r\n", i), 30)
+	return fmt.Sprintf("From: Sender %d <s%d@example.org>\r\nTo: u@example.test\r\nSubject: benchmark message number %d\r\n"+
+		"Date: Mon, 02 Jan 2006 15:04:05 +0000\r\nMessage-ID: <b%d@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n%s", i, i, i, i, body)
+}
+
+func mailboxPhases(tg target, n int) (map[string]float64, []string, error) {
+	c, err := dial(tg, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	res := map[string]float64{}
+	var order []string
+	timed := func(name string, ops int, fn func() error) error {
+		start := time.Now()
+		if err := fn(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		d := time.Since(start)
+		res[name] = float64(ops) / d.Seconds()
+		order = append(order, name)
+		fmt.Fprintf(os.Stderr, "%s %s: %v\n", tg.name, name, d.Round(time.Millisecond))
+		return nil
+	}
+	all := goimap.SeqSet{goimap.SeqRange{Start: 1, Stop: 0}}
+	err = timed("APPEND (msgs/s)", n, func() error {
+		for i := 0; i < n; i++ {
+			m := message(i)
+			cmd := c.Append("INBOX", int64(len(m)), nil)
+			io.WriteString(cmd, m)
+			cmd.Close()
+			if _, err := cmd.Wait(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	err = timed("SELECT (selects/s)", 10, func() error {
+		for i := 0; i < 10; i++ {
+			sel, err := c.Select("INBOX", nil).Wait()
+			if err != nil {
+				return err
+			}
+			if int(sel.NumMessages) != n {
+				return fmt.Errorf("SELECT: %d messages, want %d", sel.NumMessages, n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	hdr := &goimap.FetchItemBodySection{Specifier: goimap.PartSpecifierHeader, HeaderFields: []string{"From", "To", "Subject", "Date", "Message-ID"}, Peek: true}
+	err = timed("FETCH headers (msgs/s)", n, func() error {
+		msgs, err := c.Fetch(all, &goimap.FetchOptions{UID: true, Flags: true, RFC822Size: true, InternalDate: true,
+			BodySection: []*goimap.FetchItemBodySection{hdr}}).Collect()
+		if err == nil && len(msgs) != n {
+			err = fmt.Errorf("got %d", len(msgs))
+		}
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	body := &goimap.FetchItemBodySection{Peek: true}
+	err = timed("FETCH bodies (msgs/s)", n, func() error {
+		var count int
+		cmd := c.Fetch(all, &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{body}})
+		for m := cmd.Next(); m != nil; m = cmd.Next() {
+			if _, err := m.Collect(); err != nil {
+				return err
+			}
+			count++
+		}
+		if err := cmd.Close(); err != nil {
+			return err
+		}
+		if count != n {
+			return fmt.Errorf("got %d", count)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	err = timed("STORE +FLAGS (msgs/s)", n, func() error {
+		_, err := c.Store(all, &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagFlagged}}, nil).Collect()
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	err = timed("SEARCH flags (msgs/s)", 10*n, func() error {
+		for i := 0; i < 10; i++ {
+			d, err := c.Search(&goimap.SearchCriteria{Flag: []goimap.Flag{goimap.FlagFlagged}, NotFlag: []goimap.Flag{goimap.FlagSeen}}, nil).Wait()
+			if err != nil {
+				return err
+			}
+			if len(d.AllSeqNums()) != n {
+				return fmt.Errorf("SEARCH FLAGGED: %d", len(d.AllSeqNums()))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	err = timed("SEARCH SUBJECT (msgs/s)", n, func() error {
+		d, err := c.Search(&goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "Subject", Value: "number " + strconv.Itoa(n/2) + ""}}}, nil).Wait()
+		if err == nil && len(d.AllSeqNums()) < 1 {
+			err = fmt.Errorf("SEARCH SUBJECT found nothing")
+		}
+		return err
+	})
+	return res, order, err
+}
+
+func idlePhase(tg target, k int) error {
+	var ready, seen sync.WaitGroup
+	var loginErr atomic.Value
+	clients := make([]*imapclient.Client, k)
+	var deliveredAt atomic.Int64
+	var last atomic.Int64
+	start := time.Now()
+	sem := make(chan struct{}, 16)
+	for i := 0; i < k; i++ {
+		ready.Add(1)
+		seen.Add(1)
+		go func(i int) {
+			defer ready.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			var once sync.Once
+			var base atomic.Uint32
+			h := &imapclient.UnilateralDataHandler{Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+				if d.NumMessages != nil && base.Load() != 0 && *d.NumMessages > base.Load() && deliveredAt.Load() != 0 {
+					once.Do(func() {
+						t := time.Now().UnixNano()
+						for {
+							old := last.Load()
+							if t <= old || last.CompareAndSwap(old, t) {
+								break
+							}
+						}
+						seen.Done()
+					})
+				}
+			}}
+			c, err := dial(tg, h)
+			if err != nil {
+				loginErr.Store(err)
+				seen.Done()
+				return
+			}
+			sel, err := c.Select("INBOX", nil).Wait()
+			if err != nil {
+				loginErr.Store(err)
+				seen.Done()
+				return
+			}
+			base.Store(sel.NumMessages)
+			if _, err := c.Idle(); err != nil {
+				loginErr.Store(err)
+				seen.Done()
+				return
+			}
+			clients[i] = c
+		}(i)
+	}
+	ready.Wait()
+	if err, _ := loginErr.Load().(error); err != nil {
+		return err
+	}
+	setup := time.Since(start)
+	time.Sleep(2 * time.Second)
+	rss := rssKB(tg.pids())
+	w, err := dial(tg, nil)
+	if err != nil {
+		return err
+	}
+	m := message(-1)
+	deliveredAt.Store(time.Now().UnixNano())
+	cmd := w.Append("INBOX", int64(len(m)), nil)
+	io.WriteString(cmd, m)
+	cmd.Close()
+	if _, err := cmd.Wait(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() { seen.Wait(); close(done) }()
+	select {
+	case <-done:
+		fmt.Printf("%-9s %d IDLE connections (set up in %v): RSS %.1f MB; all saw the new message %v after the APPEND was sent\n",
+			tg.name, k, setup.Round(time.Millisecond), float64(rss)/1024, time.Duration(last.Load()-deliveredAt.Load()).Round(time.Millisecond))
+	case <-time.After(60 * time.Second):
+		fmt.Printf("%-9s %d IDLE connections: RSS %.1f MB; NOT all saw the new message within 60 s\n", tg.name, k, float64(rss)/1024)
+	}
+	w.Close()
+	for _, c := range clients {
+		if c != nil {
+			c.Close()
+		}
+	}
+	return nil
+}
+
+func rssKB(pids []int) int64 {
+	var total int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmRSS:") {
+				f := strings.Fields(l)
+				if len(f) >= 2 {
+					v, _ := strconv.ParseInt(f[1], 10, 64)
+					total += v
+				}
+			}
+		}
+	}
+	return total
+}
+
+// dovecotPids lists the anchor's master and all its descendants.
+func dovecotPids() []int {
+	b, err := os.ReadFile("/tmp/bench-dovecot/run/master.pid")
+	if err != nil {
+		return nil
+	}
+	master, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(st)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 {
+			f := strings.Fields(s[i+1:])
+			if len(f) > 1 {
+				parent[pid], _ = strconv.Atoi(f[1])
+			}
+		}
+	}
+	var out []int
+	for pid := range parent {
+		for p := pid; p != 0 && p != 1; p = parent[p] {
+			if p == master {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
+}

@@ -2,45 +2,45 @@
 // RETR of every message of a 2,000 × 4 KiB maildrop one command at a time,
 // the same pipelined, and 10 clients in parallel (2,000 RETRs in all).
 //
-//	go run ./bench/pop3 [-n 2000] [-size 4096] [-clients 10] [-runs 3]
+//	go run ./bench/pop3 [-n 2000] [-size 4096] [-clients 10] [-runs 3] [-plain] [-cpuprofile f]
 //
-// mailconf runs in-process on a temporary store (fsync on), over implicit
-// TLS because it refuses logins without TLS; Dovecot is the anchor started
-// by /work/shared/baselines/dovecot-anchor.sh (pop3 on 127.0.0.1:10110,
-// plaintext, user p@example.test). The TLS cost is therefore on mailconf's
-// side only. Both clients are Go with TCP_NODELAY (Go's default) and send
-// each command in one write, so the delayed-ACK stall of a command split
-// over two writes cannot occur; the server side answers each command with
-// buffered writes flushed once per batch of pipelined commands.
+// Both servers are measured over implicit TLS (pop3s), TLS 1.3 only, with
+// the same ECDSA P-256 certificate from a throwaway test CA: mailconf
+// refuses logins without TLS, so Dovecot gets TLS too. mailconf runs
+// in-process on a temporary store (fsync on); Dovecot (Debian
+// dovecot-pop3d) is a private instance with the anchor's configuration
+// (/work/shared/baselines/dovecot-anchor.sh) plus TLS, written and started
+// by this program under its own directory and ports (dovecot.go) and
+// stopped at the end. With -plain, Dovecot is also measured without TLS
+// (the anchor's original setting) as an extra row. The table says which
+// protocol version, cipher suite and key exchange each side negotiated.
 //
-// Only the RETR phase is timed; login (argon2id on mailconf, a PLAIN
-// passwd-file on Dovecot) is reported separately. mailconf's maildrop lock
-// allows one session per account, so the parallel run gives each client
-// its own account holding n/clients messages (bodies shared through
-// store.Copy); on Dovecot (pop3_lock_session = no) the clients share p's
-// maildrop and each retrieves its own n/clients slice.
+// Both clients are Go with TCP_NODELAY (Go's default) and send each command
+// in one write. Each target gets one untimed warm-up pass; then only the
+// RETR phase is timed; login (argon2id on mailconf, a PLAIN passwd-file on
+// Dovecot; the TLS handshake happens before and is not included) is
+// reported separately. mailconf's
+// maildrop lock allows one session per account, so the parallel run gives
+// each client its own account holding n/clients messages (bodies shared
+// through store.Copy); on Dovecot (pop3_lock_session = no) the clients
+// share p's maildrop and each retrieves its own n/clients slice.
 package main
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,16 +60,28 @@ const (
 	mailconfPass = "secret-bench"
 )
 
+type options struct {
+	n, size, clients, runs        int
+	plain                         bool
+	cpuprofile                    string
+	dovecotBase                   string
+	imapPort, pop3Port, pop3sPort int
+}
+
 func main() {
-	n := flag.Int("n", 2000, "messages in the maildrop")
-	size := flag.Int("size", 4096, "message size in bytes")
-	clients := flag.Int("clients", 10, "parallel clients")
-	runs := flag.Int("runs", 3, "repetitions of each measurement (median reported)")
-	anchor := flag.String("anchor", "/work/shared/baselines/dovecot-anchor.sh", "Dovecot anchor script")
-	dovecotIMAP := flag.String("dovecot-imap", "127.0.0.1:10143", "Dovecot IMAP address (to load the maildrop)")
-	dovecotPOP := flag.String("dovecot-pop3", "127.0.0.1:10110", "Dovecot POP3 address")
+	var o options
+	flag.IntVar(&o.n, "n", 2000, "messages in the maildrop")
+	flag.IntVar(&o.size, "size", 4096, "message size in bytes")
+	flag.IntVar(&o.clients, "clients", 10, "parallel clients")
+	flag.IntVar(&o.runs, "runs", 3, "repetitions of each measurement (median reported)")
+	flag.BoolVar(&o.plain, "plain", true, "also measure Dovecot without TLS (extra row)")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the mailconf measurements (server and client, one process) to this file")
+	flag.StringVar(&o.dovecotBase, "dovecot-dir", "/tmp/bench-pop3-dovecot", "base directory of the private Dovecot instance")
+	flag.IntVar(&o.imapPort, "dovecot-imap-port", 11143, "private Dovecot IMAP port (loads the maildrop)")
+	flag.IntVar(&o.pop3Port, "dovecot-pop3-port", 11110, "private Dovecot plaintext POP3 port")
+	flag.IntVar(&o.pop3sPort, "dovecot-pop3s-port", 11995, "private Dovecot implicit-TLS POP3 port")
 	flag.Parse()
-	if err := run(*n, *size, *clients, *runs, *anchor, *dovecotIMAP, *dovecotPOP); err != nil {
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/pop3:", err)
 		os.Exit(1)
 	}
@@ -108,49 +120,118 @@ type result struct {
 	seq, pipe, par time.Duration
 	login          time.Duration
 	bytes          int64
+	tls            string
 }
 
-func run(n, size, clients, runs int, anchor, dovecotIMAP, dovecotPOP string) error {
+func run(o options) error {
 	ctx := context.Background()
-	mc, cleanup, err := startMailconf(ctx, n, size, clients)
+	certDir, err := os.MkdirTemp("", "bench-pop3-cert-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(certDir)
+	bc, err := newBenchCert(certDir)
+	if err != nil {
+		return err
+	}
+	mc, cleanup, err := startMailconf(ctx, o, bc)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	dc, stopDovecot, err := startDovecot(anchor, dovecotIMAP, dovecotPOP, n, size)
+	dcTLS, dcPlain, stopDovecot, err := startDovecot(o, bc)
 	if err != nil {
 		return err
 	}
 	defer stopDovecot()
 
-	fmt.Printf("POP3 RETR benchmark: %d messages x %d bytes, %d parallel clients, median of %d runs\n", n, size, clients, runs)
-	fmt.Println("client: Go, TCP_NODELAY on, one write per command; mailconf over implicit TLS (store fsync on), Dovecot plaintext")
+	fmt.Printf("POP3 RETR benchmark: %d messages x %d bytes, %d parallel clients, median of %d runs\n", o.n, o.size, o.clients, o.runs)
+	fmt.Println("client: Go, TCP_NODELAY on, one write per command; both servers over implicit TLS 1.3, same ECDSA P-256 certificate; mailconf store fsync on")
+	targets := []target{mc, dcTLS}
+	if o.plain {
+		targets = append(targets, dcPlain)
+	}
 	res := map[string]result{}
-	for _, t := range []target{mc, dc} {
-		r, err := measure(t, n, clients, runs)
+	for _, t := range targets {
+		var stopProfile func()
+		if t.name == mc.name && o.cpuprofile != "" {
+			if stopProfile, err = startProfile(o.cpuprofile); err != nil {
+				return err
+			}
+		}
+		r, err := measure(t, o.n, o.clients, o.runs)
+		if stopProfile != nil {
+			stopProfile()
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
 		res[t.name] = r
 	}
-	fmt.Printf("\n%-26s %16s %16s %10s\n", "test", "mailconf", "dovecot", "ratio")
-	row := func(label string, m, d time.Duration, count int) {
-		mr := float64(count) / m.Seconds()
-		dr := float64(count) / d.Seconds()
-		fmt.Printf("%-26s %11.0f msg/s %11.0f msg/s %9.2fx\n", label, mr, dr, mr/dr)
+	m, d := res[mc.name], res[dcTLS.name]
+	p, hasPlain := res[dcPlain.name]
+	fmt.Printf("\n%-26s %16s %16s %8s", "test", "mailconf TLS", "dovecot TLS", "ratio")
+	if hasPlain {
+		fmt.Printf(" %16s %8s", "dovecot plain", "ratio")
 	}
-	m, d := res[mc.name], res[dc.name]
-	row("RETR one at a time", m.seq, d.seq, n)
-	row("RETR pipelined", m.pipe, d.pipe, n)
-	row(fmt.Sprintf("RETR %d clients parallel", clients), m.par, d.par, n)
-	fmt.Printf("%-26s %14.1f ms %14.1f ms\n", "login (median)", float64(m.login.Microseconds())/1000, float64(d.login.Microseconds())/1000)
+	fmt.Println()
+	rate := func(count int, d time.Duration) float64 { return float64(count) / d.Seconds() }
+	row := func(label string, pick func(result) time.Duration, count int) {
+		mr, dr := rate(count, pick(m)), rate(count, pick(d))
+		fmt.Printf("%-26s %10.0f msg/s %10.0f msg/s %7.2fx", label, mr, dr, mr/dr)
+		if hasPlain {
+			pr := rate(count, pick(p))
+			fmt.Printf(" %10.0f msg/s %7.2fx", pr, mr/pr)
+		}
+		fmt.Println()
+	}
+	row("RETR one at a time", func(r result) time.Duration { return r.seq }, o.n)
+	row("RETR pipelined", func(r result) time.Duration { return r.pipe }, o.n)
+	row(fmt.Sprintf("RETR %d clients parallel", o.clients), func(r result) time.Duration { return r.par }, o.n)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	fmt.Printf("%-26s %13.1f ms %13.1f ms %8s", "login (median)", ms(m.login), ms(d.login), "")
+	if hasPlain {
+		fmt.Printf(" %13.1f ms", ms(p.login))
+	}
+	fmt.Println()
+	fmt.Printf("TLS negotiated: mailconf %s; dovecot %s\n", m.tls, d.tls)
 	fmt.Printf("bytes per pass: mailconf %d, dovecot %d (wire form, un-stuffed)\n", m.bytes, d.bytes)
 	return nil
+}
+
+func startProfile(file string) (func(), error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func measure(t target, n, clients, runs int) (result, error) {
 	var seqs, pipes, pars, logins []time.Duration
 	var total int64
+	// Warm-up: first-login work (size computation, index building) and
+	// cold caches belong to neither server's RETR rate.
+	c, _, err := open(t.dial, t.users[0], t.pass)
+	if err != nil {
+		return result{}, err
+	}
+	negotiated := "plaintext"
+	if tc, ok := c.c.(*tls.Conn); ok {
+		negotiated = describeTLS(tc.ConnectionState())
+	}
+	_, err = retrieve(c, 1, n, true)
+	quit(c)
+	if err != nil {
+		return result{}, fmt.Errorf("warm-up: %w", err)
+	}
 	for range runs {
 		for _, pipelined := range []bool{false, true} {
 			c, login, err := open(t.dial, t.users[0], t.pass)
@@ -178,7 +259,7 @@ func measure(t target, n, clients, runs int) (result, error) {
 		}
 		pars = append(pars, el)
 	}
-	return result{seq: median(seqs), pipe: median(pipes), par: median(pars), login: median(logins), bytes: total}, nil
+	return result{seq: median(seqs), pipe: median(pipes), par: median(pars), login: median(logins), bytes: total, tls: negotiated}, nil
 }
 
 func median(d []time.Duration) time.Duration {
@@ -319,7 +400,8 @@ func retrieve(c *conn, first, last int, pipelined bool) (int64, error) {
 	return total, nil
 }
 
-func startMailconf(ctx context.Context, n, size, clients int) (target, func(), error) {
+func startMailconf(ctx context.Context, o options, bc benchCert) (target, func(), error) {
+	n, size, clients := o.n, o.size, o.clients
 	dir, err := os.MkdirTemp("", "bench-pop3-")
 	if err != nil {
 		return target{}, nil, err
@@ -378,14 +460,10 @@ name = "example.test"
 		}
 		users = append(users, u)
 	}
-	cert, pool, err := selfSigned()
-	if err != nil {
-		return fail(err)
-	}
 	auth := accounts.NewAuthenticator(st, cfg, accounts.AuthOptions{})
 	srv, err := pop3.New(pop3.Config{
 		Hostname:      "localhost",
-		TLS:           &tls.Config{Certificates: []tls.Certificate{cert}},
+		TLS:           &tls.Config{Certificates: []tls.Certificate{bc.cert}, MinVersion: tls.VersionTLS13},
 		Logger:        slog.New(slog.DiscardHandler),
 		MaxConnsPerIP: 100,
 	}, st, auth)
@@ -398,7 +476,7 @@ name = "example.test"
 	}
 	go srv.ServeTLS(ln)
 	addr := ln.Addr().String()
-	clientTLS := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	clientTLS := bc.clientTLS()
 	t := target{
 		name:  "mailconf",
 		dial:  func() (net.Conn, error) { return tls.Dial("tcp", addr, clientTLS) },
@@ -414,53 +492,44 @@ name = "example.test"
 	}, nil
 }
 
-func selfSigned() (tls.Certificate, *x509.CertPool, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool, nil
-}
-
 var existsRE = regexp.MustCompile(`\* (\d+) EXISTS`)
 
-// startDovecot starts the anchor (unless it already runs, e.g. for another
-// benchmark) and makes p@example.test's INBOX hold exactly the n messages.
-func startDovecot(anchor, imapAddr, popAddr string, n, size int) (target, func(), error) {
-	out, err := exec.Command(anchor, "start").CombinedOutput()
+// startDovecot starts the private Dovecot instance and loads p@example.test's
+// INBOX with the n messages over IMAP.
+func startDovecot(o options, bc benchCert) (tlsT, plainT target, stop func(), err error) {
+	d, err := startDovecotInstance(dovecotParams{
+		Base: o.dovecotBase, CertFile: bc.certFile, KeyFile: bc.keyFile,
+		IMAPPort: o.imapPort, POP3Port: o.pop3Port, POP3SPort: o.pop3sPort,
+	}, benchUser+":{PLAIN}"+dovecotPass+"::::::\n")
 	if err != nil {
-		return target{}, nil, fmt.Errorf("dovecot anchor: %v: %s", err, out)
+		return target{}, target{}, nil, err
 	}
-	fmt.Printf("dovecot: %s", out)
-	stop := func() {}
-	if !bytes.Contains(out, []byte("already running")) {
-		stop = func() { exec.Command(anchor, "stop").Run() }
+	stop = func() {
+		d.stop()
+		os.RemoveAll(o.dovecotBase)
 	}
-	if err := loadDovecot(imapAddr, n, size); err != nil {
+	pid, _ := os.ReadFile(filepath.Join(o.dovecotBase, "run", "master.pid"))
+	fmt.Printf("dovecot: private instance, master pid %s, pop3s 127.0.0.1:%d, pop3 127.0.0.1:%d\n", strings.TrimSpace(string(pid)), o.pop3sPort, o.pop3Port)
+	if err := loadDovecot(fmt.Sprintf("127.0.0.1:%d", o.imapPort), o.n, o.size); err != nil {
 		stop()
-		return target{}, nil, err
+		return target{}, target{}, nil, err
 	}
-	return target{
-		name:  "dovecot",
-		dial:  func() (net.Conn, error) { return net.Dial("tcp", popAddr) },
+	clientTLS := bc.clientTLS()
+	tlsAddr := fmt.Sprintf("127.0.0.1:%d", o.pop3sPort)
+	plainAddr := fmt.Sprintf("127.0.0.1:%d", o.pop3Port)
+	tlsT = target{
+		name:  "dovecot TLS",
+		dial:  func() (net.Conn, error) { return tls.Dial("tcp", tlsAddr, clientTLS) },
 		users: []string{benchUser},
 		pass:  dovecotPass,
-	}, stop, nil
+	}
+	plainT = target{
+		name:  "dovecot plain",
+		dial:  func() (net.Conn, error) { return net.Dial("tcp", plainAddr) },
+		users: []string{benchUser},
+		pass:  dovecotPass,
+	}
+	return tlsT, plainT, stop, nil
 }
 
 func loadDovecot(addr string, n, size int) error {

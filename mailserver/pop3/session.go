@@ -3,6 +3,7 @@ package pop3
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -42,8 +44,10 @@ const (
 // msg is one message of the maildrop snapshot.
 type msg struct {
 	uid     uint32
-	size    int64 // wire size
+	size    int64            // wire size
+	ref     store.MessageRef // the body file, opened without an index lookup
 	deleted bool
+	gone    bool // expunged by another session (IMAP) since the login
 }
 
 type session struct {
@@ -69,8 +73,16 @@ type session struct {
 	mailbox store.Mailbox
 	msgs    []msg
 	locked  bool // holds srv.locks[acct.ID]; guarded by srv.mu
-	bodyR   *bufio.Reader
-	scratch []byte
+	// changes signals commits to the INBOX after the snapshot began;
+	// modseq is the HIGHESTMODSEQ the snapshot's expunge knowledge is
+	// current to. verify makes RETR ask the index again for every message
+	// (after a failed catch-up), as a slower but always exact fallback.
+	changes     <-chan struct{}
+	stopChanges func()
+	modseq      uint64
+	verify      bool
+	bodyR       *bufio.Reader
+	scratch     []byte
 
 	retrieved, deleted int
 }
@@ -115,6 +127,9 @@ func (c *session) run() {
 		// can log in again at once.
 		c.srv.untrack(c)
 		c.raw.Close()
+		if c.stopChanges != nil {
+			c.stopChanges()
+		}
 		c.log.Info("pop3 session end", "retrieved", c.retrieved, "deleted", c.deleted)
 	}()
 	if c.implicit {
@@ -499,6 +514,10 @@ func (c *session) login(user, pass string) bool {
 	}
 	if err := c.snapshot(ctx); err != nil {
 		c.srv.unlock(c)
+		if c.stopChanges != nil {
+			c.stopChanges()
+			c.changes, c.stopChanges = nil, nil
+		}
 		c.log.Error("pop3 open maildrop", "user", acct.Address, "err", err)
 		c.acct = store.Account{}
 		c.reply("-ERR [SYS/TEMP] Mailbox temporarily unavailable")
@@ -511,22 +530,30 @@ func (c *session) login(user, pass string) bool {
 }
 
 // snapshot fixes the maildrop: INBOX as it is now, numbered 1..n in UID
-// order, with wire sizes.
+// order, with wire sizes and body references. The mailbox is watched from
+// before the listing on, so that an expunge by another session is noticed
+// (syncExpunges) even though RETR no longer consults the index.
 func (c *session) snapshot(ctx context.Context) error {
 	mb, err := c.srv.st.Mailbox(ctx, c.acct.ID, store.Inbox)
 	if err != nil {
 		return err
 	}
-	infos, err := c.srv.st.Messages(ctx, mb.ID)
+	c.changes, c.stopChanges = c.srv.st.Watch(mb.ID)
+	// Read after the watch began: whatever commits later either signals
+	// the watch or is already in this HIGHESTMODSEQ and the listing.
+	if mb, err = c.srv.st.Mailbox(ctx, c.acct.ID, store.Inbox); err != nil {
+		return err
+	}
+	refs, err := c.srv.st.MessageRefs(ctx, mb.ID)
 	if err != nil {
 		return err
 	}
-	msgs := make([]msg, 0, len(infos))
-	for _, m := range infos {
-		k := sizeKey{mb.ID, mb.UIDValidity, m.UID}
+	msgs := make([]msg, 0, len(refs))
+	for _, r := range refs {
+		k := sizeKey{mb.ID, mb.UIDValidity, r.UID}
 		size, ok := c.srv.cachedSize(k)
 		if !ok {
-			size, err = c.measure(ctx, mb.ID, m.UID)
+			size, err = c.measure(r)
 			if errors.Is(err, store.ErrNotFound) {
 				continue // expunged meanwhile
 			}
@@ -535,10 +562,39 @@ func (c *session) snapshot(ctx context.Context) error {
 			}
 			c.srv.storeSize(k, size)
 		}
-		msgs = append(msgs, msg{uid: m.UID, size: size})
+		msgs = append(msgs, msg{uid: r.UID, size: size, ref: r})
 	}
-	c.mailbox, c.msgs = mb, msgs
+	c.mailbox, c.msgs, c.modseq = mb, msgs, mb.HighestModSeq
 	return nil
+}
+
+// syncExpunges marks the snapshot's messages that another session has
+// expunged since the last check. It costs nothing unless the mailbox
+// changed. If the catch-up fails, RETR falls back to an index lookup per
+// message for the rest of the session.
+func (c *session) syncExpunges(ctx context.Context) {
+	if c.verify {
+		return
+	}
+	select {
+	case <-c.changes:
+	default:
+		return
+	}
+	_, vanished, highest, err := c.srv.st.Changes(ctx, c.mailbox.ID, c.modseq)
+	if err != nil {
+		c.log.Warn("pop3 expunge catch-up failed; checking every message", "err", err)
+		c.verify = true
+		return
+	}
+	c.modseq = highest
+	for _, uid := range vanished {
+		// Snapshot numbers are in UID order.
+		i, found := slices.BinarySearchFunc(c.msgs, uid, func(m msg, u uint32) int { return cmp.Compare(m.uid, u) })
+		if found {
+			c.msgs[i].gone = true
+		}
+	}
 }
 
 func (c *session) bodyReader(b *store.Body) *bufio.Reader {
@@ -550,8 +606,8 @@ func (c *session) bodyReader(b *store.Body) *bufio.Reader {
 	return c.bodyR
 }
 
-func (c *session) measure(ctx context.Context, mailbox int64, uid uint32) (int64, error) {
-	b, err := c.srv.st.OpenMessage(ctx, mailbox, uid)
+func (c *session) measure(r store.MessageRef) (int64, error) {
+	b, err := c.srv.st.OpenRef(r)
 	if err != nil {
 		return 0, err
 	}
@@ -708,7 +764,17 @@ func (c *session) retr(cmd command, lines int) bool {
 	}
 	ctx, cancel := context.WithTimeout(c.srv.ctx, backendTimeout)
 	defer cancel()
-	b, err := c.srv.st.OpenMessage(ctx, c.mailbox.ID, m.uid)
+	c.syncExpunges(ctx)
+	var b *store.Body
+	var err error
+	switch {
+	case m.gone:
+		err = store.ErrNotFound
+	case c.verify:
+		b, err = c.srv.st.OpenMessage(ctx, c.mailbox.ID, m.uid)
+	default:
+		b, err = c.srv.st.OpenRef(m.ref)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		c.reply("-ERR Message was removed by another session")
 		return true

@@ -63,6 +63,18 @@ func encode(w lineSink, r *bufio.Reader, stuff bool, bodyLines int) error {
 				}
 				lineLen = 0
 			}
+			if n := len(frag); !pendingCR && n >= 2 && frag[n-2] == '\r' && frag[n-1] == '\n' {
+				// Already in wire form (the common case): one write per line.
+				if _, err := w.Write(frag); err != nil {
+					return err
+				}
+				lineLen += n - 2
+				if !inBody && lineLen == 0 {
+					inBody = true
+				}
+				bol = true
+				goto next
+			}
 			complete := frag[len(frag)-1] == '\n'
 			content := frag
 			if complete {
@@ -100,6 +112,7 @@ func encode(w lineSink, r *bufio.Reader, stuff bool, bodyLines int) error {
 			}
 			bol = complete
 		}
+	next:
 		switch {
 		case err == nil, errors.Is(err, bufio.ErrBufferFull):
 		case errors.Is(err, io.EOF):

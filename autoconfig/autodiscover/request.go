@@ -52,10 +52,45 @@ func parseRequest(contentType string, body []byte) (parsedRequest, *requestError
 	}
 	body = bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))
 
-	// One pass over the tokens: well-formedness, no DTD anywhere (a
-	// DOCTYPE is the carrier of entity-expansion and external-entity
-	// attacks; Go would not expand them, but nothing legitimate sends one),
-	// and the few elements Autodiscover needs, matched by local name.
+	doc, rootSpace, ok := fastParse(body)
+	if !ok {
+		var rerr *requestError
+		if doc, rootSpace, rerr = fullParse(body); rerr != nil {
+			return parsedRequest{}, rerr
+		}
+	}
+	if len(doc.Requests) != 1 {
+		return parsedRequest{}, invalid("want exactly one Request element, got %d", len(doc.Requests))
+	}
+	r := doc.Requests[0]
+	if len(r.EMailAddress) != 1 || strings.TrimSpace(r.EMailAddress[0]) == "" {
+		// LegacyDN alone names an Exchange mailbox, which this server has
+		// no directory for.
+		return parsedRequest{}, invalid("want exactly one non-empty EMailAddress")
+	}
+	if len(r.AcceptableResponseSchema) > 1 {
+		return parsedRequest{}, invalid("more than one AcceptableResponseSchema")
+	}
+	schema := ""
+	if len(r.AcceptableResponseSchema) == 1 {
+		schema = strings.TrimSpace(r.AcceptableResponseSchema[0])
+	}
+	switch {
+	case schema == "" && sameNS(rootSpace, nsRequestMobileSync):
+		return parsedRequest{}, &requestError{Code: codeSchemaUnavailable, Reason: "mobilesync request without a response schema"}
+	case schema == "", sameNS(schema, nsResponseOutlook):
+	default:
+		return parsedRequest{}, &requestError{Code: codeSchemaUnavailable, Reason: "response schema not served"}
+	}
+	return parsedRequest{EMailAddress: strings.TrimSpace(r.EMailAddress[0])}, nil
+}
+
+// fullParse reads any request with encoding/xml in one token pass:
+// well-formedness, no DTD anywhere (a DOCTYPE is the carrier of
+// entity-expansion and external-entity attacks; Go would not expand them,
+// but nothing legitimate sends one), and the few elements Autodiscover
+// needs, matched by local name. It returns the root element's namespace.
+func fullParse(body []byte) (requestDoc, string, *requestError) {
 	d := newDecoder(body)
 	var doc requestDoc
 	var root *xml.Name
@@ -68,14 +103,14 @@ func parseRequest(contentType string, body []byte) (parsedRequest, *requestError
 			break
 		}
 		if err != nil {
-			return parsedRequest{}, invalid("not well-formed: %v", err)
+			return requestDoc{}, "", invalid("not well-formed: %v", err)
 		}
 		switch t := tok.(type) {
 		case xml.Directive:
-			return parsedRequest{}, invalid("DTDs and directives are not accepted")
+			return requestDoc{}, "", invalid("DTDs and directives are not accepted")
 		case xml.CharData:
 			if depth == 0 && len(bytes.TrimSpace(t)) > 0 {
-				return parsedRequest{}, invalid("text outside the root element")
+				return requestDoc{}, "", invalid("text outside the root element")
 			}
 			if field != nil && depth == 3 {
 				text.Write(t)
@@ -85,10 +120,10 @@ func parseRequest(contentType string, body []byte) (parsedRequest, *requestError
 			switch depth {
 			case 1:
 				if rootDone {
-					return parsedRequest{}, invalid("more than one root element")
+					return requestDoc{}, "", invalid("more than one root element")
 				}
 				if t.Name.Local != "Autodiscover" {
-					return parsedRequest{}, invalid("root element is %q, want Autodiscover", t.Name.Local)
+					return requestDoc{}, "", invalid("root element is %q, want Autodiscover", t.Name.Local)
 				}
 				name := t.Name
 				root = &name
@@ -123,32 +158,9 @@ func parseRequest(contentType string, body []byte) (parsedRequest, *requestError
 		}
 	}
 	if root == nil {
-		return parsedRequest{}, invalid("no root element")
+		return requestDoc{}, "", invalid("no root element")
 	}
-	if len(doc.Requests) != 1 {
-		return parsedRequest{}, invalid("want exactly one Request element, got %d", len(doc.Requests))
-	}
-	r := doc.Requests[0]
-	if len(r.EMailAddress) != 1 || strings.TrimSpace(r.EMailAddress[0]) == "" {
-		// LegacyDN alone names an Exchange mailbox, which this server has
-		// no directory for.
-		return parsedRequest{}, invalid("want exactly one non-empty EMailAddress")
-	}
-	if len(r.AcceptableResponseSchema) > 1 {
-		return parsedRequest{}, invalid("more than one AcceptableResponseSchema")
-	}
-	schema := ""
-	if len(r.AcceptableResponseSchema) == 1 {
-		schema = strings.TrimSpace(r.AcceptableResponseSchema[0])
-	}
-	switch {
-	case schema == "" && sameNS(root.Space, nsRequestMobileSync):
-		return parsedRequest{}, &requestError{Code: codeSchemaUnavailable, Reason: "mobilesync request without a response schema"}
-	case schema == "", sameNS(schema, nsResponseOutlook):
-	default:
-		return parsedRequest{}, &requestError{Code: codeSchemaUnavailable, Reason: "response schema not served"}
-	}
-	return parsedRequest{EMailAddress: strings.TrimSpace(r.EMailAddress[0])}, nil
+	return doc, root.Space, nil
 }
 
 func newDecoder(body []byte) *xml.Decoder {

@@ -4,7 +4,7 @@ BIN     ?= bin/mailconf
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 30s
 
-.PHONY: run build test vet fmt bench fuzz clean
+.PHONY: run build test vet fmt bench bench-deps fuzz clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/mailconf
@@ -24,10 +24,22 @@ vet:
 fmt:
 	gofmt -w .
 
-# Go benchmarks, then the comparison scripts against the baselines.
+# Go benchmarks, then each comparison against its baseline in the same run
+# (needs `make bench-deps`). bench/probe needs a server to probe: see README.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	bench/http/run.sh
+	bench/smtp/run.sh
+	$(GO) run ./bench/imap
+	$(GO) run ./bench/pop3
+
+# The baselines and load generators the benchmarks compare against
+# (Debian packages; their system services are left stopped).
+bench-deps:
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	  wrk nginx-light postfix dovecot-imapd dovecot-pop3d
+	-for s in postfix dovecot nginx; do service $$s stop >/dev/null 2>&1; done
 
 # Fuzz every parser for FUZZTIME each (go test allows one target per run).
 fuzz:

@@ -29,6 +29,7 @@ import (
 	"mailconf/autoconfig/thunderbird"
 	"mailconf/config"
 	"mailconf/internal/certs"
+	"mailconf/internal/connlimit"
 	"mailconf/internal/metrics"
 	probeweb "mailconf/probe/web"
 )
@@ -212,6 +213,9 @@ func httpUnit(name, addr string, h http.Handler, tlsConfig *tls.Config, log *slo
 		name: name,
 		addr: addr,
 		serve: func(ln net.Listener) error {
+			// Browsers and clients behind one NAT share an address: the
+			// per-client cap is generous, the total one bounds memory.
+			ln = connlimit.New(ln, 8192, 512)
 			if tlsConfig != nil {
 				ln = tls.NewListener(ln, tlsConfig)
 			}

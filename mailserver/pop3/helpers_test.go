@@ -61,7 +61,7 @@ func (w *syncBuffer) String() string {
 // env is a store with two accounts, the shared authenticator and a POP3
 // server on two loopback listeners (110-style with STLS, 995-style).
 type env struct {
-	t         *testing.T
+	t         testing.TB
 	ca        *testutil.CA
 	clientTLS *tls.Config
 	st        *store.Store
@@ -79,7 +79,7 @@ type env struct {
 
 type envOption func(*Config, *accounts.Limits)
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -170,7 +170,7 @@ func (e *env) inboxUIDs() []uint32 {
 
 // client is a raw POP3 client: lines in, lines out, nothing hidden.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	r    *bufio.Reader
 	cfg  *tls.Config

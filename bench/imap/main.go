@@ -36,6 +36,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +64,7 @@ func main() {
 	n := flag.Int("n", 10000, "messages in the mailbox")
 	idle := flag.Int("idle", 1000, "IDLE connections")
 	dovecot := flag.String("dovecot", "127.0.0.1:10143", "Dovecot anchor address (empty: skip)")
+	profile := flag.String("profile", "", "run mailconf in this process and write one CPU profile per phase (and a heap profile of the IDLE phase) into this directory")
 	flag.Parse()
 	if *serve != "" {
 		if err := runServer(*serve); err != nil {
@@ -70,7 +73,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*n, *idle, *dovecot); err != nil {
+	if err := run(*n, *idle, *dovecot, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "imap bench:", err)
 		os.Exit(1)
 	}
@@ -78,17 +81,28 @@ func main() {
 
 // runServer is the child: a mailconf IMAP server on a fresh store.
 func runServer(dir string) error {
+	stop, addr, err := startServer(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Println("ADDR", addr)
+	io.Copy(io.Discard, os.Stdin) // the parent closes stdin to stop us
+	return stop()
+}
+
+// startServer starts mailconf's IMAP server on a fresh store in dir.
+func startServer(dir string) (stop func() error, addr string, err error) {
 	ctx := context.Background()
 	cfg, err := config.Parse("bench.toml", []byte(fmt.Sprintf("data_dir = %q\nhostname = \"bench.example.test\"\n[listen]\nimap = \"127.0.0.1:1143\"\nsubmission = \"127.0.0.1:1587\"\n[[domain]]\nname = \"example.test\"\n", dir)))
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	st, err := store.Open(ctx, dir, store.Options{})
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if _, err := accounts.NewManager(st, cfg).Add(ctx, benchUser, mailconfPass); err != nil {
-		return err
+		return nil, "", err
 	}
 	srv, err := imap.New(imap.Config{
 		Hostname: "bench.example.test", InsecureAuth: true,
@@ -96,47 +110,72 @@ func runServer(dir string) error {
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	}, st, accounts.NewAuthenticator(st, cfg, accounts.AuthOptions{}))
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	fmt.Println("ADDR", ln.Addr())
 	go srv.Serve(ln)
-	io.Copy(io.Discard, os.Stdin) // the parent closes stdin to stop us
-	return srv.Shutdown(ctx)
+	return func() error { return srv.Shutdown(ctx) }, ln.Addr().String(), nil
 }
 
 type target struct {
 	name, addr, user, pass string
 	pids                   func() []int
+	profile                string // directory for per-phase CPU profiles (in-process server only)
 }
 
-func run(n, idle int, dovecot string) error {
+func run(n, idle int, dovecot, profile string) error {
 	dir, err := os.MkdirTemp("", "imapbench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	var targets []target
+	if profile != "" {
+		stop, addr, err := startServer(filepath.Join(dir, "data"))
+		if err != nil {
+			return err
+		}
+		defer stop()
+		targets = append(targets, target{"mailconf", addr, benchUser, mailconfPass, func() []int { return []int{os.Getpid()} }, profile})
+	} else {
+		tg, stop, err := startChild(dir)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		targets = append(targets, tg)
+	}
+	if dovecot != "" {
+		exec.Command("/work/shared/baselines/dovecot-anchor.sh", "reset").Run()
+		targets = append(targets, target{"dovecot", dovecot, benchUser, dovecotPass, dovecotPids, ""})
+	}
+	return runTargets(targets, n, idle)
+}
+
+// startChild runs mailconf in a child process, so its memory figures are
+// the server's alone.
+func startChild(dir string) (target, func(), error) {
 	child := exec.Command(os.Args[0], "-serve", filepath.Join(dir, "data"))
 	child.Stderr = os.Stderr
 	stdin, _ := child.StdinPipe()
 	stdout, _ := child.StdoutPipe()
 	if err := child.Start(); err != nil {
-		return err
+		return target{}, nil, err
 	}
-	defer func() { stdin.Close(); child.Wait() }()
+	stop := func() { stdin.Close(); child.Wait() }
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
-		return fmt.Errorf("child: %w", err)
+		stop()
+		return target{}, nil, fmt.Errorf("child: %w", err)
 	}
-	targets := []target{{"mailconf", strings.TrimSpace(strings.TrimPrefix(line, "ADDR ")), benchUser, mailconfPass,
-		func() []int { return []int{child.Process.Pid} }}}
-	if dovecot != "" {
-		exec.Command("/work/shared/baselines/dovecot-anchor.sh", "reset").Run()
-		targets = append(targets, target{"dovecot", dovecot, benchUser, dovecotPass, dovecotPids})
-	}
+	return target{"mailconf", strings.TrimSpace(strings.TrimPrefix(line, "ADDR ")), benchUser, mailconfPass,
+		func() []int { return []int{child.Process.Pid} }, ""}, stop, nil
+}
+
+func runTargets(targets []target, n, idle int) error {
 	fmt.Printf("IMAP benchmark: %d messages, %d IDLE connections; Go imapclient, TCP_NODELAY on, LITERAL+ APPEND, plaintext on loopback, fsync on both\n\n", n, idle)
 	results := map[string]map[string]float64{}
 	var phases []string
@@ -201,11 +240,25 @@ func mailboxPhases(tg target, n int) (map[string]float64, []string, error) {
 	res := map[string]float64{}
 	var order []string
 	timed := func(name string, ops int, fn func() error) error {
+		if tg.profile != "" {
+			f, err := os.Create(filepath.Join(tg.profile, profileName(name)+".cpu"))
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+		}
 		start := time.Now()
-		if err := fn(); err != nil {
+		err := fn()
+		d := time.Since(start)
+		if tg.profile != "" {
+			pprof.StopCPUProfile()
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		d := time.Since(start)
 		res[name] = float64(ops) / d.Seconds()
 		order = append(order, name)
 		fmt.Fprintf(os.Stderr, "%s %s: %v\n", tg.name, name, d.Round(time.Millisecond))
@@ -366,6 +419,11 @@ func idlePhase(tg target, k int) error {
 	setup := time.Since(start)
 	time.Sleep(2 * time.Second)
 	rss := rssKB(tg.pids())
+	if tg.profile != "" {
+		if err := writeHeapProfile(filepath.Join(tg.profile, "idle.heap")); err != nil {
+			return err
+		}
+	}
 	w, err := dial(tg, nil)
 	if err != nil {
 		return err
@@ -394,6 +452,30 @@ func idlePhase(tg target, k int) error {
 		}
 	}
 	return nil
+}
+
+// profileName turns a phase name into a file name.
+func profileName(phase string) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(phase))
+	return strings.Trim(strings.ReplaceAll(strings.ReplaceAll(name, "--", "-"), "--", "-"), "-")
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(os.Stderr, "heap: in use %.1f MB, heap sys %.1f MB, stacks %.1f MB, goroutines %d\n",
+		float64(ms.HeapInuse)/(1<<20), float64(ms.HeapSys)/(1<<20), float64(ms.StackInuse)/(1<<20), runtime.NumGoroutine())
+	return pprof.WriteHeapProfile(f)
 }
 
 func rssKB(pids []int) int64 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -33,42 +34,62 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, set goimap.NumSet, opts *goi
 	mb.mu.Lock()
 	ts := sel.resolveLocked(set)
 	if markSeen && len(ts) > 0 {
-		// Others' changes first; then our \Seen change is reported in
-		// this FETCH's own responses, not again by Poll.
-		mb.syncLocked(ctx, nil)
-		if _, err := ss.srv.st.StoreFlags(ctx, mb.id, targetUIDs(ts), store.FlagsAdd, []string{store.FlagSeen}); err != nil {
+		// Our \Seen change is reported in this FETCH's own responses,
+		// not again by Poll.
+		infos, err := mb.storeFlagsLocked(ctx, targetUIDs(ts), store.FlagsAdd, []string{store.FlagSeen}, sel.tracker)
+		if err != nil {
 			mb.mu.Unlock()
 			return imapError(err)
 		}
-		mb.syncLocked(ctx, sel.tracker)
+		// Report the flags as stored; targets expunged meanwhile by a
+		// writer outside IMAP keep their last known entry.
+		k := 0
+		for i := range ts {
+			for k < len(infos) && infos[k].UID < ts[i].uid {
+				k++
+			}
+			if k < len(infos) && infos[k].UID == ts[i].uid {
+				ts[i].e.Flags = infos[k].Flags
+			}
+		}
 	}
 	mb.mu.Unlock()
-	ts, err = ss.withInfo(ctx, sel, ts)
-	if err != nil {
-		return imapError(err)
+	needFull := opts.BodyStructure != nil || len(opts.BinarySection) > 0 || len(opts.BinarySectionSize) > 0
+	needHeader := opts.Envelope
+	for _, bs := range opts.BodySection {
+		if len(bs.Part) == 0 && bs.Specifier == goimap.PartSpecifierHeader {
+			needHeader = true
+		} else {
+			needFull = true
+		}
 	}
-	needBody := opts.Envelope || opts.BodyStructure != nil || len(opts.BodySection) > 0 ||
-		len(opts.BinarySection) > 0 || len(opts.BinarySectionSize) > 0
-	for _, t := range ts {
+	var buf []byte
+	if needFull {
+		buf = make([]byte, 32<<10)
+	}
+	for i := range ts {
+		t := &ts[i]
 		if t.seq == 0 {
 			continue
 		}
-		var body *store.Body
-		if needBody {
-			body, err = ss.srv.st.OpenMessage(ctx, mb.id, t.uid)
-			if errors.Is(err, store.ErrNotFound) {
-				// Expunged meanwhile; the EXPUNGE follows at the next
-				// legal point.
-				continue
-			}
-			if err != nil {
-				return internalErr("fetch", err)
-			}
+		m := &message{srv: ss.srv, e: &t.e}
+		var err error
+		switch {
+		case needFull:
+			_, err = m.open()
+		case needHeader:
+			_, err = m.header()
 		}
-		err := ss.fetchOne(w, t, body, opts, markSeen)
-		if body != nil {
-			body.Close()
+		if errors.Is(err, store.ErrNotFound) {
+			// Expunged meanwhile; the EXPUNGE follows at the next
+			// legal point.
+			continue
 		}
+		if err != nil {
+			return internalErr("fetch", err)
+		}
+		err = ss.fetchOne(w, t, m, opts, markSeen, buf)
+		m.close()
 		if err != nil {
 			return err
 		}
@@ -76,9 +97,59 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, set goimap.NumSet, opts *goi
 	return nil
 }
 
-func (ss *session) fetchOne(w *imapserver.FetchWriter, t target, body *store.Body, opts *goimap.FetchOptions, flags bool) error {
+// message gives lazy access to one message's bytes for FETCH and SEARCH:
+// the header block from the server's cache when it is there, the body
+// file only when something needs it.
+type message struct {
+	srv     *Server
+	e       *store.IndexEntry
+	body    *store.Body
+	err     error
+	hdr     []byte
+	hdrDone bool
+}
+
+func (m *message) open() (*store.Body, error) {
+	if m.body == nil && m.err == nil {
+		m.body, m.err = m.srv.st.OpenEntry(*m.e)
+	}
+	return m.body, m.err
+}
+
+// header returns the header block including the blank line that ends it
+// (the whole message if it has none).
+func (m *message) header() ([]byte, error) {
+	if m.hdrDone {
+		return m.hdr, nil
+	}
+	key := m.e.BodyKey()
+	if h, ok := m.srv.hdrs.get(key); ok {
+		m.hdr, m.hdrDone = h, true
+		return h, nil
+	}
+	b, err := m.open()
+	if err != nil {
+		return nil, err
+	}
+	h, err := readHeaderBlock(b)
+	if err != nil {
+		return nil, err
+	}
+	m.srv.hdrs.put(key, h)
+	m.hdr, m.hdrDone = h, true
+	return h, nil
+}
+
+func (m *message) close() {
+	if m.body != nil {
+		m.body.Close()
+		m.body = nil
+	}
+}
+
+func (ss *session) fetchOne(w *imapserver.FetchWriter, t *target, m *message, opts *goimap.FetchOptions, flags bool, buf []byte) error {
 	rw := w.CreateMessage(t.seq)
-	info := t.info
+	info := &t.e
 	if opts.UID {
 		rw.WriteUID(goimap.UID(t.uid))
 	}
@@ -91,29 +162,36 @@ func (ss *session) fetchOne(w *imapserver.FetchWriter, t target, body *store.Bod
 	if opts.RFC822Size {
 		rw.WriteRFC822Size(info.Size)
 	}
-	if body == nil {
-		return rw.Close()
-	}
-	cached := int64(-1)
-	hdrEnd := func() int64 {
-		if cached < 0 {
-			cached = headerEnd(body)
-		}
-		return cached
-	}
 	if opts.Envelope {
-		h, _ := textproto.ReadHeader(bufio.NewReader(io.NewSectionReader(body, 0, hdrEnd())))
+		hdr, err := m.header()
+		if err != nil {
+			rw.Close()
+			return internalErr("fetch", err)
+		}
+		h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(hdr)))
 		rw.WriteEnvelope(imapserver.ExtractEnvelope(h))
 	}
-	if opts.BodyStructure != nil {
-		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(io.NewSectionReader(body, 0, body.Size())))
+	if opts.BodyStructure != nil || len(opts.BinarySection) > 0 || len(opts.BinarySectionSize) > 0 {
+		body, err := m.open()
+		if err != nil {
+			rw.Close()
+			return internalErr("fetch", err)
+		}
+		if opts.BodyStructure != nil {
+			rw.WriteBodyStructure(imapserver.ExtractBodyStructure(io.NewSectionReader(body, 0, body.Size())))
+		}
 	}
 	for _, bs := range opts.BodySection {
-		if err := writeBodySection(rw, bs, body, hdrEnd); err != nil {
+		if err := writeBodySection(rw, bs, m, buf); err != nil {
 			return err
 		}
 	}
 	for _, bs := range opts.BinarySection {
+		body, err := m.open()
+		if err != nil {
+			rw.Close()
+			return internalErr("fetch", err)
+		}
 		data := imapserver.ExtractBinarySection(io.NewSectionReader(body, 0, body.Size()), bs)
 		wc := rw.WriteBinarySection(bs, int64(len(data)))
 		if _, err := wc.Write(data); err != nil {
@@ -125,6 +203,11 @@ func (ss *session) fetchOne(w *imapserver.FetchWriter, t target, body *store.Bod
 		}
 	}
 	for _, bs := range opts.BinarySectionSize {
+		body, err := m.open()
+		if err != nil {
+			rw.Close()
+			return internalErr("fetch", err)
+		}
 		rw.WriteBinarySectionSize(bs, imapserver.ExtractBinarySectionSize(io.NewSectionReader(body, 0, body.Size()), bs))
 	}
 	return rw.Close()
@@ -133,24 +216,39 @@ func (ss *session) fetchOne(w *imapserver.FetchWriter, t target, body *store.Bod
 // writeBodySection serves BODY[], BODY[HEADER] and BODY[TEXT] of the whole
 // message straight from the stored bytes (byte-exact, partials applied to
 // those bytes, mailserver.md §1.5(4)); sub-parts and HEADER.FIELDS go
-// through the library's extractor.
-func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBodySection, body *store.Body, hdrEnd func() int64) error {
+// through the library's extractor, HEADER.FIELDS of the message itself
+// over the header block alone.
+func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBodySection, m *message, buf []byte) error {
+	headerOnly := len(bs.Part) == 0 && bs.Specifier == goimap.PartSpecifierHeader
+	var hdr []byte
+	var body *store.Body
+	var err error
+	if headerOnly || len(bs.Part) == 0 && bs.Specifier == goimap.PartSpecifierText {
+		if hdr, err = m.header(); err != nil {
+			return internalErr("fetch", err)
+		}
+	}
+	if !headerOnly {
+		if body, err = m.open(); err != nil {
+			return internalErr("fetch", err)
+		}
+	}
 	var off, n int64
 	raw := len(bs.Part) == 0 && len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0
 	switch {
 	case raw && bs.Specifier == goimap.PartSpecifierNone:
 		off, n = 0, body.Size()
 	case raw && bs.Specifier == goimap.PartSpecifierHeader:
-		off, n = 0, hdrEnd()
+		off, n = 0, int64(len(hdr))
 	case raw && bs.Specifier == goimap.PartSpecifierText:
-		off = hdrEnd()
+		off = int64(len(hdr))
 		n = body.Size() - off
 	default:
-		src := io.NewSectionReader(body, 0, body.Size())
-		if len(bs.Part) == 0 && bs.Specifier == goimap.PartSpecifierHeader {
-			// HEADER.FIELDS of the message itself: only the header block
-			// is parsed, not the whole body.
-			src = io.NewSectionReader(body, 0, hdrEnd())
+		var src io.Reader
+		if headerOnly {
+			src = bytes.NewReader(hdr)
+		} else {
+			src = io.NewSectionReader(body, 0, body.Size())
 		}
 		data := imapserver.ExtractBodySection(src, bs)
 		wc := rw.WriteBodySection(bs, int64(len(data)))
@@ -169,11 +267,27 @@ func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBo
 		}
 	}
 	wc := rw.WriteBodySection(bs, n)
-	if _, err := io.Copy(wc, io.NewSectionReader(body, off, n)); err != nil {
+	if headerOnly {
+		_, err = wc.Write(hdr[off : off+n])
+	} else {
+		_, err = io.CopyBuffer(wc, io.NewSectionReader(body, off, n), buf)
+	}
+	if err != nil {
 		wc.Close()
 		return err
 	}
 	return wc.Close()
+}
+
+// readHeaderBlock reads the header block of a body, including the blank
+// line that ends it.
+func readHeaderBlock(b *store.Body) ([]byte, error) {
+	end := headerEnd(b)
+	hdr := make([]byte, end)
+	if _, err := b.ReadAt(hdr, 0); err != nil && !(errors.Is(err, io.EOF) && end == 0) {
+		return nil, fmt.Errorf("imap: read header: %w", err)
+	}
+	return hdr, nil
 }
 
 // headerEnd returns the length of the header block including the blank

@@ -13,58 +13,111 @@ import (
 	"mailconf/mailserver/store"
 )
 
+// mailboxGrace is how long a mailbox's shared state outlives its last
+// selection, so a client that re-SELECTs, or reconnects, finds its index
+// loaded instead of reading every row again.
+const mailboxGrace = 30 * time.Second
+
 // mailboxState is the process-wide view of one mailbox that at least one
-// session has selected. It owns the MailboxTracker and the server-side
-// sequence: uids[i] is the UID of server sequence number i+1, always in
-// step with the tracker's message count.
+// session has selected (or had selected within mailboxGrace). It owns the
+// MailboxTracker, the server-side sequence and an in-memory index:
+// entries[i] is the message with server sequence number i+1 (uid, flags,
+// size, internal date, modseq, body reference), always in step with the
+// tracker's message count, so FETCH, SEARCH and STORE read metadata from
+// memory and open body files directly.
 //
-// Every change reaches the tracker through syncLocked, which reads the
-// store's change log (modseq) and queues EXPUNGE, FETCH FLAGS and EXISTS in
-// commit order. Changes by IMAP sessions run syncLocked themselves while
-// holding mu across their store write; changes from elsewhere (SMTP
-// delivery, POP3, another session's COPY into this mailbox) arrive through
-// the store's Watch channel and a watcher goroutine.
+// Every change reaches the tracker and the index through syncLocked, which
+// reads the store's change log (modseq) and queues EXPUNGE, FETCH FLAGS and
+// EXISTS in commit order. Changes by IMAP sessions run under mu across
+// their store write and then sync (or, for flag updates nobody raced,
+// apply their own result); changes from elsewhere (SMTP delivery, POP3,
+// another session's COPY into this mailbox) arrive through the store's
+// Watch channel and a watcher goroutine.
 type mailboxState struct {
 	srv *Server
 	id  int64
 
-	mu      sync.Mutex
-	tracker *imapserver.MailboxTracker
-	uids    []uint32
-	modseq  uint64
-	gone    bool
+	mu          sync.Mutex
+	tracker     *imapserver.MailboxTracker
+	entries     []store.IndexEntry
+	modseq      uint64
+	uidValidity uint32
+	uidNext     uint32
+	gone        bool
 
-	refs        int // guarded by srv.mbMu
+	refs        int         // guarded by srv.mbMu
+	grace       *time.Timer // guarded by srv.mbMu; set while refs == 0
 	cancelWatch func()
 	done        chan struct{}
 }
 
+// indexOf returns the position of uid in the index; mu must be held.
+func (mb *mailboxState) indexOf(uid uint32) (int, bool) {
+	return slices.BinarySearchFunc(mb.entries, uid, func(e store.IndexEntry, u uint32) int {
+		return cmpUID(e.UID, u)
+	})
+}
+
+func cmpUID(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// maxUIDLocked is the highest UID in the index (0 when empty).
+func (mb *mailboxState) maxUIDLocked() uint32 {
+	if n := len(mb.entries); n > 0 {
+		return mb.entries[n-1].UID
+	}
+	return 0
+}
+
 // acquireMailbox returns the shared state of a mailbox, loading it on first
 // use. release must be called once per acquire.
-func (s *Server) acquireMailbox(ctx context.Context, id int64) (*mailboxState, error) {
+func (s *Server) acquireMailbox(ctx context.Context, m store.Mailbox) (*mailboxState, error) {
 	s.mbMu.Lock()
 	defer s.mbMu.Unlock()
-	if mb := s.mboxes[id]; mb != nil {
-		mb.refs++
-		return mb, nil
+	if mb := s.mboxes[m.ID]; mb != nil {
+		mb.mu.Lock()
+		// A deleted mailbox's row id may be reused by a new mailbox;
+		// its UIDVALIDITY never is.
+		stale := mb.gone || mb.uidValidity != m.UIDValidity
+		mb.mu.Unlock()
+		if !stale {
+			if mb.grace != nil {
+				mb.grace.Stop()
+				mb.grace = nil
+			}
+			mb.refs++
+			return mb, nil
+		}
+		delete(s.mboxes, m.ID)
+		if mb.refs == 0 {
+			if mb.grace != nil {
+				mb.grace.Stop()
+				mb.grace = nil
+			}
+			mb.stop()
+		}
 	}
-	mb := &mailboxState{srv: s, id: id, done: make(chan struct{})}
+	mb := &mailboxState{srv: s, id: m.ID, done: make(chan struct{})}
 	// Watch before the initial read, so no change falls between them.
-	ch, cancel := s.st.Watch(id)
-	changed, _, highest, err := s.st.Changes(ctx, id, 0)
+	ch, cancel := s.st.Watch(m.ID)
+	d, err := s.st.IndexChanges(ctx, m.ID, 0)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	mb.uids = make([]uint32, len(changed))
-	for i, m := range changed {
-		mb.uids[i] = m.UID
-	}
-	mb.modseq = highest
-	mb.tracker = imapserver.NewMailboxTracker(uint32(len(mb.uids)))
+	mb.entries = d.Changed
+	mb.modseq, mb.uidValidity, mb.uidNext = d.HighestModSeq, d.UIDValidity, d.UIDNext
+	mb.tracker = imapserver.NewMailboxTracker(uint32(len(mb.entries)))
 	mb.cancelWatch = cancel
 	mb.refs = 1
-	s.mboxes[id] = mb
+	s.mboxes[m.ID] = mb
 	go mb.watch(ch)
 	return mb, nil
 }
@@ -76,10 +129,23 @@ func (s *Server) releaseMailbox(mb *mailboxState) {
 	if mb.refs > 0 {
 		return
 	}
-	if s.mboxes[mb.id] == mb {
-		delete(s.mboxes, mb.id)
+	if s.mboxes[mb.id] != mb {
+		// Replaced by a fresh state (the mailbox was recreated).
+		mb.stop()
+		return
 	}
-	mb.stop()
+	mb.grace = time.AfterFunc(mailboxGrace, func() {
+		s.mbMu.Lock()
+		defer s.mbMu.Unlock()
+		if mb.refs > 0 || mb.grace == nil {
+			return
+		}
+		mb.grace = nil
+		if s.mboxes[mb.id] == mb {
+			delete(s.mboxes, mb.id)
+		}
+		mb.stop()
+	})
 }
 
 func (mb *mailboxState) stop() {
@@ -106,6 +172,14 @@ func (mb *mailboxState) watch(ch <-chan struct{}) {
 	}
 }
 
+// goneLocked empties the view of a mailbox deleted while selected.
+func (mb *mailboxState) goneLocked() {
+	for i := len(mb.entries); i > 0; i-- {
+		mb.tracker.QueueExpunge(uint32(i))
+	}
+	mb.entries, mb.gone = nil, true
+}
+
 // syncLocked queues every change committed since the last sync. source,
 // if not nil, is the session whose own STORE caused flag changes: it
 // reports them in its command response and must not get them twice.
@@ -113,13 +187,11 @@ func (mb *mailboxState) syncLocked(ctx context.Context, source *imapserver.Sessi
 	if mb.gone {
 		return
 	}
-	changed, vanished, highest, err := mb.srv.st.Changes(ctx, mb.id, mb.modseq)
-	if errors.Is(err, store.ErrNoMailbox) {
-		// Deleted while selected: the client sees it empty.
-		for i := len(mb.uids); i > 0; i-- {
-			mb.tracker.QueueExpunge(uint32(i))
-		}
-		mb.uids, mb.gone = nil, true
+	d, err := mb.srv.st.IndexChanges(ctx, mb.id, mb.modseq)
+	if errors.Is(err, store.ErrNoMailbox) || err == nil && d.UIDValidity != mb.uidValidity {
+		// Deleted while selected (and perhaps its id reused): the
+		// client sees it empty.
+		mb.goneLocked()
 		return
 	}
 	if err != nil {
@@ -127,39 +199,84 @@ func (mb *mailboxState) syncLocked(ctx context.Context, source *imapserver.Sessi
 		return
 	}
 	// Expunges first, highest sequence number first, so each number is
-	// valid when queued.
-	if len(vanished) > 0 {
-		var seqs []int
-		for _, uid := range vanished {
-			if i, ok := slices.BinarySearch(mb.uids, uid); ok {
-				seqs = append(seqs, i)
+	// valid when queued; then one pass compacts the index.
+	if len(d.Vanished) > 0 {
+		var idx []int
+		for _, uid := range d.Vanished {
+			if i, ok := mb.indexOf(uid); ok {
+				idx = append(idx, i)
 			}
 		}
-		slices.Sort(seqs)
-		for k := len(seqs) - 1; k >= 0; k-- {
-			i := seqs[k]
-			mb.tracker.QueueExpunge(uint32(i + 1))
-			mb.uids = slices.Delete(mb.uids, i, i+1)
+		slices.Sort(idx)
+		for k := len(idx) - 1; k >= 0; k-- {
+			mb.tracker.QueueExpunge(uint32(idx[k] + 1))
+		}
+		if len(idx) > 0 {
+			out := mb.entries[:idx[0]]
+			next := 0
+			for i := idx[0]; i < len(mb.entries); i++ {
+				if next < len(idx) && idx[next] == i {
+					next++
+					continue
+				}
+				out = append(out, mb.entries[i])
+			}
+			clear(mb.entries[len(out):])
+			mb.entries = out
 		}
 	}
-	var last uint32
-	if len(mb.uids) > 0 {
-		last = mb.uids[len(mb.uids)-1]
-	}
-	for _, m := range changed {
-		if m.UID > last {
+	last := mb.maxUIDLocked()
+	for _, e := range d.Changed {
+		if e.UID > last {
 			// New message. One EXISTS per message: the tracker's
 			// EncodeSeqNum only hides a single pending increment.
-			mb.uids = append(mb.uids, m.UID)
-			last = m.UID
-			mb.tracker.QueueNumMessages(uint32(len(mb.uids)))
+			mb.entries = append(mb.entries, e)
+			last = e.UID
+			mb.tracker.QueueNumMessages(uint32(len(mb.entries)))
 			continue
 		}
-		if i, ok := slices.BinarySearch(mb.uids, m.UID); ok {
-			mb.tracker.QueueMessageFlags(uint32(i+1), goimap.UID(m.UID), imapFlags(m.Flags), source)
+		if i, ok := mb.indexOf(e.UID); ok {
+			mb.entries[i] = e
+			mb.tracker.QueueMessageFlags(uint32(i+1), goimap.UID(e.UID), imapFlags(e.Flags), source)
 		}
 	}
-	mb.modseq = highest
+	mb.modseq, mb.uidNext = d.HighestModSeq, d.UIDNext
+}
+
+// storeFlagsLocked changes flags for a session (STORE, FETCH's implicit
+// \Seen) and brings the index up to date. The session's own changes are
+// tagged with source so its tracker does not report them twice.
+func (mb *mailboxState) storeFlagsLocked(ctx context.Context, uids []uint32, op store.FlagOp, flags []string, source *imapserver.SessionTracker) ([]store.MessageInfo, error) {
+	// Others' changes first, so tagging our changes with source hides
+	// only those from us.
+	mb.syncLocked(ctx, nil)
+	if mb.gone {
+		return nil, nil
+	}
+	res, err := mb.srv.st.UpdateFlags(ctx, mb.id, uids, op, flags)
+	if err != nil {
+		return nil, err
+	}
+	if res.Before != mb.modseq {
+		// Someone outside IMAP (POP3, delivery) wrote in between: read
+		// the log, which holds their change and ours.
+		mb.syncLocked(ctx, source)
+		return res.Messages, nil
+	}
+	if res.After != res.Before {
+		for _, m := range res.Messages {
+			if m.ModSeq != res.After {
+				continue
+			}
+			if i, ok := mb.indexOf(m.UID); ok {
+				e := &mb.entries[i]
+				e.Flags, e.ModSeq = m.Flags, m.ModSeq
+				mb.tracker.QueueMessageFlags(uint32(i+1), goimap.UID(m.UID), imapFlags(m.Flags), source)
+			}
+		}
+		mb.modseq = res.After
+	}
+	return res.Messages, nil
 }
 
 // selection is one session's selected mailbox.
@@ -173,28 +290,28 @@ type selection struct {
 }
 
 func (s *Server) openSelection(ctx context.Context, m store.Mailbox, readOnly bool) (*selection, *goimap.SelectData, error) {
-	mb, err := s.acquireMailbox(ctx, m.ID)
+	mb, err := s.acquireMailbox(ctx, m)
 	if err != nil {
 		return nil, nil, err
 	}
 	mb.mu.Lock()
 	mb.syncLocked(ctx, nil)
-	n := len(mb.uids)
+	if mb.gone {
+		mb.mu.Unlock()
+		s.releaseMailbox(mb)
+		return nil, nil, store.ErrNoMailbox
+	}
+	n := len(mb.entries)
 	tracker := mb.tracker.NewSession()
-	firstUnseen, err := s.st.FirstUnseen(ctx, m.ID)
 	var seqUnseen uint32
-	if err == nil && firstUnseen != 0 {
-		if i, ok := slices.BinarySearch(mb.uids, firstUnseen); ok {
+	for i := range mb.entries {
+		if !hasFlag(mb.entries[i].Flags, goimap.FlagSeen) {
 			seqUnseen = uint32(i + 1)
+			break
 		}
 	}
+	uidNext, uidValidity := mb.uidNext, mb.uidValidity
 	mb.mu.Unlock()
-	st, err := s.st.Status(ctx, m.ID)
-	if err != nil {
-		tracker.Close()
-		s.releaseMailbox(mb)
-		return nil, nil, err
-	}
 	flags := []goimap.Flag{goimap.FlagSeen, goimap.FlagAnswered, goimap.FlagFlagged, goimap.FlagDeleted, goimap.FlagDraft}
 	perm := []goimap.Flag{}
 	if !readOnly {
@@ -205,8 +322,8 @@ func (s *Server) openSelection(ctx context.Context, m store.Mailbox, readOnly bo
 		PermanentFlags:    perm,
 		NumMessages:       uint32(n),
 		FirstUnseenSeqNum: seqUnseen,
-		UIDNext:           goimap.UID(st.UIDNext),
-		UIDValidity:       st.UIDValidity,
+		UIDNext:           goimap.UID(uidNext),
+		UIDValidity:       uidValidity,
 	}
 	return &selection{mb: mb, tracker: tracker, readOnly: readOnly, name: m.Name}, data, nil
 }

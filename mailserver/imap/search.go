@@ -12,8 +12,6 @@ import (
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
-
-	"mailconf/mailserver/store"
 )
 
 // maxSearchParts bounds how many MIME parts one message may contribute
@@ -32,16 +30,16 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriter
 	all := sel.resolveLocked(goimap.UIDSet{goimap.UIDRange{Start: 1, Stop: 0}})
 	sel.staticCriteriaLocked(criteria)
 	mb.mu.Unlock()
-	all, err = ss.withInfo(ctx, sel, all)
-	if err != nil {
-		return nil, imapError(err)
-	}
 	data := &goimap.SearchData{}
 	var seqs goimap.SeqSet
 	var uids goimap.UIDSet
 	var saved []uint32
-	for _, t := range all {
-		m := &searchMsg{t: t, ss: ss, sel: sel}
+	for i := range all {
+		t := &all[i]
+		if ctx.Err() != nil {
+			return nil, imapError(ctx.Err())
+		}
+		m := &searchMsg{t: t, msg: message{srv: ss.srv, e: &t.e}}
 		ok := m.match(criteria)
 		m.close()
 		if !ok {
@@ -97,10 +95,7 @@ func (sel *selection) staticCriteriaLocked(c *goimap.SearchCriteria) {
 		seqSets = append(seqSets, out)
 	}
 	c.SeqNum = seqSets
-	var maxUID uint32
-	if n := len(sel.mb.uids); n > 0 {
-		maxUID = sel.mb.uids[n-1]
-	}
+	maxUID := sel.mb.maxUIDLocked()
 	for i, set := range c.UID {
 		if goimap.IsSearchRes(set) {
 			c.UID[i] = sel.savedSet()
@@ -135,39 +130,24 @@ func (sel *selection) savedSet() goimap.UIDSet {
 	return u
 }
 
-// searchMsg evaluates criteria against one message, opening its body only
-// when a criterion needs it.
+// searchMsg evaluates criteria against one message, reading its header
+// block (usually from the cache) or body only when a criterion needs it.
 type searchMsg struct {
-	t      target
-	ss     *session
-	sel    *selection
-	body   *store.Body
+	t      *target
+	msg    message
 	header *mail.Header
-	failed bool
 }
 
-func (m *searchMsg) close() {
-	if m.body != nil {
-		m.body.Close()
-	}
-}
+func (m *searchMsg) close() { m.msg.close() }
 
-func (m *searchMsg) open() bool {
-	if m.body != nil {
-		return true
-	}
-	if m.failed {
-		return false
-	}
-	ctx, cancel := m.ss.ctx()
-	defer cancel()
-	b, err := m.ss.srv.st.OpenMessage(ctx, m.sel.mb.id, m.t.uid)
+// rawHeader is the header block, or nil if the message cannot be read
+// (expunged meanwhile: it matches no header criterion).
+func (m *searchMsg) rawHeader() []byte {
+	h, err := m.msg.header()
 	if err != nil {
-		m.failed = true
-		return false
+		return nil
 	}
-	m.body = b
-	return true
+	return h
 }
 
 func (m *searchMsg) hdr() *mail.Header {
@@ -175,8 +155,8 @@ func (m *searchMsg) hdr() *mail.Header {
 		return m.header
 	}
 	h := mail.Header{}
-	if m.open() {
-		th, _ := textproto.ReadHeader(bufio.NewReader(io.NewSectionReader(m.body, 0, headerEnd(m.body))))
+	if raw := m.rawHeader(); raw != nil {
+		th, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
 		h = mail.Header{Header: gomessage.Header{Header: th}}
 	}
 	m.header = &h
@@ -184,10 +164,11 @@ func (m *searchMsg) hdr() *mail.Header {
 }
 
 func (m *searchMsg) entity() *gomessage.Entity {
-	if !m.open() {
+	b, err := m.msg.open()
+	if err != nil {
 		return nil
 	}
-	e, _ := gomessage.Read(io.NewSectionReader(m.body, 0, m.body.Size()))
+	e, _ := gomessage.Read(io.NewSectionReader(b, 0, b.Size()))
 	return e
 }
 
@@ -201,7 +182,7 @@ func hasFlag(flags []string, f goimap.Flag) bool {
 }
 
 func (m *searchMsg) match(c *goimap.SearchCriteria) bool {
-	info := m.t.info
+	info := &m.t.e
 	for _, set := range c.SeqNum {
 		if m.t.seq == 0 || !set.Contains(m.t.seq) {
 			return false
@@ -241,6 +222,9 @@ func (m *searchMsg) match(c *goimap.SearchCriteria) bool {
 		return false
 	}
 	for _, hc := range c.Header {
+		if hc.Value != "" && !mayContain(m.rawHeader(), hc.Value) {
+			return false
+		}
 		if !matchHeaderFields(m.hdr().FieldsByKey(hc.Key), hc.Value) {
 			return false
 		}
@@ -274,6 +258,66 @@ func (m *searchMsg) match(c *goimap.SearchCriteria) bool {
 		}
 	}
 	return true
+}
+
+// mayContain is a fast negative test for a HEADER search: false means no
+// decoded field value of the header block can contain pattern (ignoring
+// ASCII case), so the header need not be parsed. It only answers false for
+// an all-ASCII block without encoded words and an ASCII pattern: then a
+// decoded value is the raw text with line folds replaced by single spaces,
+// so every whitespace-free piece of a match lies in one raw line.
+func mayContain(hdr []byte, pattern string) bool {
+	if hdr == nil {
+		return false
+	}
+	for _, c := range []byte(pattern) {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	for _, c := range hdr {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	if bytes.Contains(hdr, []byte("=?")) {
+		return true
+	}
+	for _, tok := range strings.Fields(pattern) {
+		if !containsFold(hdr, tok) {
+			return false
+		}
+	}
+	return true
+}
+
+// containsFold reports whether the ASCII needle occurs in b, ignoring
+// ASCII case.
+func containsFold(b []byte, needle string) bool {
+	if len(needle) == 0 {
+		return true
+	}
+	first := lowerASCII(needle[0])
+	for i := 0; i+len(needle) <= len(b); i++ {
+		if lowerASCII(b[i]) != first {
+			continue
+		}
+		j := 1
+		for j < len(needle) && lowerASCII(b[i+j]) == lowerASCII(needle[j]) {
+			j++
+		}
+		if j == len(needle) {
+			return true
+		}
+	}
+	return false
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + ('a' - 'A')
+	}
+	return c
 }
 
 // matchDate compares dates only, ignoring time and zone (RFC 3501 §6.4.4).

@@ -11,17 +11,19 @@ import (
 	"mailconf/mailserver/store"
 )
 
-// target is one message a command addresses.
+// target is one message a command addresses, with a copy of its index
+// entry taken under the mailbox lock (entries are never changed in place
+// by others: flag lists are replaced, not mutated).
 type target struct {
-	seq  uint32 // in the client's view (0: not visible to the client)
-	uid  uint32
-	info *store.MessageInfo
+	seq uint32 // in the client's view (0: not visible to the client)
+	uid uint32
+	e   store.IndexEntry
 }
 
 // clientMaxLocked is the highest sequence number the client knows of,
 // which "*" stands for in a sequence set.
 func (sel *selection) clientMaxLocked() uint32 {
-	for i := len(sel.mb.uids); i > 0; i-- {
+	for i := len(sel.mb.entries); i > 0; i-- {
 		if c := sel.tracker.EncodeSeqNum(uint32(i)); c != 0 {
 			return c
 		}
@@ -32,12 +34,15 @@ func (sel *selection) clientMaxLocked() uint32 {
 // resolveLocked turns a sequence or UID set into targets in ascending
 // order, in the client's view; mb.mu must be held.
 func (sel *selection) resolveLocked(set goimap.NumSet) []target {
-	uids := sel.mb.uids
+	entries := sel.mb.entries
+	at := func(i int) target {
+		return target{seq: sel.tracker.EncodeSeqNum(uint32(i + 1)), uid: entries[i].UID, e: entries[i]}
+	}
 	if goimap.IsSearchRes(set) {
 		var out []target
 		for _, u := range sel.searchRes {
-			if i, ok := slices.BinarySearch(uids, u); ok {
-				out = append(out, target{seq: sel.tracker.EncodeSeqNum(uint32(i + 1)), uid: u})
+			if i, ok := sel.mb.indexOf(u); ok {
+				out = append(out, at(i))
 			}
 		}
 		return out
@@ -52,33 +57,34 @@ func (sel *selection) resolveLocked(set goimap.NumSet) []target {
 				continue
 			}
 			for c := start; c <= stop && c <= max; c++ {
-				if sv := sel.tracker.DecodeSeqNum(c); sv != 0 && int(sv) <= len(uids) {
-					out = append(out, target{seq: c, uid: uids[sv-1]})
+				if sv := sel.tracker.DecodeSeqNum(c); sv != 0 && int(sv) <= len(entries) {
+					out = append(out, target{seq: c, uid: entries[sv-1].UID, e: entries[sv-1]})
 				}
 				if c == ^uint32(0) {
 					break
 				}
 			}
 		}
-		slices.SortFunc(out, func(a, b target) int { return int(int64(a.seq) - int64(b.seq)) })
+		if !slices.IsSortedFunc(out, func(a, b target) int { return cmpUID(a.seq, b.seq) }) {
+			slices.SortFunc(out, func(a, b target) int { return cmpUID(a.seq, b.seq) })
+		}
 		return slices.CompactFunc(out, func(a, b target) bool { return a.seq == b.seq })
 	case goimap.UIDSet:
-		var max uint32
-		if len(uids) > 0 {
-			max = uids[len(uids)-1]
-		}
+		max := sel.mb.maxUIDLocked()
 		var out []target
 		for _, r := range set {
 			start, stop := staticRange(uint32(r.Start), uint32(r.Stop), max)
 			if start == 0 {
 				continue
 			}
-			i, _ := slices.BinarySearch(uids, start)
-			for ; i < len(uids) && uids[i] <= stop; i++ {
-				out = append(out, target{seq: sel.tracker.EncodeSeqNum(uint32(i + 1)), uid: uids[i]})
+			i, _ := sel.mb.indexOf(start)
+			for ; i < len(entries) && entries[i].UID <= stop; i++ {
+				out = append(out, at(i))
 			}
 		}
-		slices.SortFunc(out, func(a, b target) int { return int(int64(a.uid) - int64(b.uid)) })
+		if !slices.IsSortedFunc(out, func(a, b target) int { return cmpUID(a.uid, b.uid) }) {
+			slices.SortFunc(out, func(a, b target) int { return cmpUID(a.uid, b.uid) })
+		}
 		return slices.CompactFunc(out, func(a, b target) bool { return a.uid == b.uid })
 	}
 	return nil
@@ -112,31 +118,6 @@ func targetUIDs(ts []target) []uint32 {
 	return out
 }
 
-// withInfo fills in the stored metadata of the targets; targets whose
-// message is already gone from the store are dropped.
-func (ss *session) withInfo(ctx context.Context, sel *selection, ts []target) ([]target, error) {
-	if len(ts) == 0 {
-		return nil, nil
-	}
-	lo, hi := ts[0].uid, ts[0].uid
-	for _, t := range ts {
-		lo, hi = min(lo, t.uid), max(hi, t.uid)
-	}
-	infos, err := ss.srv.st.MessagesBetween(ctx, sel.mb.id, lo, hi)
-	if err != nil {
-		return nil, err
-	}
-	out := ts[:0]
-	for _, t := range ts {
-		i, ok := slices.BinarySearchFunc(infos, t.uid, func(m store.MessageInfo, u uint32) int { return int(int64(m.UID) - int64(u)) })
-		if ok {
-			t.info = &infos[i]
-			out = append(out, t)
-		}
-	}
-	return out, nil
-}
-
 func (ss *session) Store(w *imapserver.FetchWriter, set goimap.NumSet, flags *goimap.StoreFlags, opts *goimap.StoreOptions) error {
 	sel, err := ss.selected()
 	if err != nil {
@@ -160,14 +141,11 @@ func (ss *session) Store(w *imapserver.FetchWriter, set goimap.NumSet, flags *go
 	defer cancel()
 	mb := sel.mb
 	mb.mu.Lock()
-	// Others' changes first, so tagging this sync with our tracker below
-	// hides only our own flag changes from us.
+	// Others' changes first (so the set is resolved against the current
+	// view); storeFlagsLocked tags our own changes with our tracker.
 	mb.syncLocked(ctx, nil)
 	ts := sel.resolveLocked(set)
-	infos, err := ss.srv.st.StoreFlags(ctx, mb.id, targetUIDs(ts), op, flagStrings(flags.Flags))
-	if err == nil {
-		mb.syncLocked(ctx, sel.tracker)
-	}
+	infos, err := mb.storeFlagsLocked(ctx, targetUIDs(ts), op, flagStrings(flags.Flags), sel.tracker)
 	mb.mu.Unlock()
 	if err != nil {
 		return imapError(err)
@@ -175,15 +153,16 @@ func (ss *session) Store(w *imapserver.FetchWriter, set goimap.NumSet, flags *go
 	if flags.Silent {
 		return nil
 	}
-	byUID := make(map[uint32][]string, len(infos))
-	for _, in := range infos {
-		byUID[in.UID] = in.Flags
-	}
+	// Both lists are in UID order.
+	k := 0
 	for _, t := range ts {
-		f, ok := byUID[t.uid]
-		if !ok || t.seq == 0 {
+		for k < len(infos) && infos[k].UID < t.uid {
+			k++
+		}
+		if k == len(infos) || infos[k].UID != t.uid || t.seq == 0 {
 			continue
 		}
+		f := infos[k].Flags
 		rw := w.CreateMessage(t.seq)
 		rw.WriteUID(goimap.UID(t.uid))
 		rw.WriteFlags(imapFlags(f))

@@ -100,6 +100,8 @@ type Server struct {
 
 	mbMu   sync.Mutex
 	mboxes map[int64]*mailboxState
+
+	hdrs *headerCache
 }
 
 // New creates a server on the store and authenticator.
@@ -143,6 +145,7 @@ func New(cfg Config, st *store.Store, auth Authenticator) (*Server, error) {
 		perAcct:   map[int64]int{},
 		sessions:  map[*session]struct{}{},
 		mboxes:    map[int64]*mailboxState{},
+		hdrs:      newHeaderCache(headerCacheBytes),
 		libDone:   make(chan struct{}),
 	}
 	s.caps = goimap.CapSet{}
@@ -493,6 +496,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mbMu.Lock()
 	for id, mb := range s.mboxes {
+		if mb.grace != nil {
+			mb.grace.Stop()
+			mb.grace = nil
+		}
 		mb.stop()
 		delete(s.mboxes, id)
 	}

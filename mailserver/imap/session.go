@@ -412,9 +412,13 @@ func (ss *session) Append(name string, r goimap.LiteralReader, opts *goimap.Appe
 }
 
 func (ss *session) Select(name string, opts *goimap.SelectOptions) (*goimap.SelectData, error) {
-	if ss.sel != nil {
-		ss.sel.close()
-		ss.sel = nil
+	// The old selection is closed after the new one is open, so a
+	// re-SELECT of the same mailbox keeps its shared state loaded; a failed
+	// SELECT still leaves nothing selected (RFC 9051 §6.3.2).
+	old := ss.sel
+	ss.sel = nil
+	if old != nil {
+		defer old.close()
 	}
 	ctx, cancel := ss.ctx()
 	defer cancel()

@@ -385,6 +385,13 @@ func printWelcome(w io.Writer, cfg *config.Config, cm *certs.Manager, lns []net.
 			base = "http://" + lns[i].Addr().String()
 		}
 	}
+	st, _ := autoconfig.NewCatalog(cfg).Lookup(cfg.Domains[0].Name)
+	fmt.Fprintf(w, "Mail client settings for %s (username: %s):\n", st.Domain, map[autoconfig.UsernameForm]string{
+		autoconfig.UsernameAddress: "the full address", autoconfig.UsernameLocalpart: "the part before the @"}[st.Username])
+	for _, e := range append(append([]autoconfig.Endpoint(nil), st.Incoming...), st.Outgoing...) {
+		sec := map[autoconfig.Security]string{autoconfig.TLS: "SSL/TLS", autoconfig.StartTLS: "STARTTLS"}[e.Security]
+		fmt.Fprintf(w, "  %-5s %s port %d, %s, normal password\n", strings.ToUpper(string(e.Protocol)), e.Host, e.Port, sec)
+	}
 	if base == "" {
 		return
 	}

@@ -3,6 +3,7 @@ package imap
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -67,34 +68,88 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, set goimap.NumSet, opts *goi
 	if needFull {
 		buf = make([]byte, 32<<10)
 	}
-	for i := range ts {
-		t := &ts[i]
-		if t.seq == 0 {
-			continue
+	if !needFull && !needHeader {
+		for i := range ts {
+			if ts[i].seq == 0 {
+				continue
+			}
+			if err := ss.fetchOne(w, &ts[i], &message{srv: ss.srv, e: &ts[i].e}, opts, markSeen, nil); err != nil {
+				return err
+			}
 		}
-		m := &message{srv: ss.srv, e: &t.e}
-		var err error
-		switch {
-		case needFull:
-			_, err = m.open()
-		case needHeader:
-			_, err = m.header()
-		}
+		return nil
+	}
+	// A helper goroutine opens the next messages' files (and reads their
+	// header blocks) while this one encodes and writes: on two cores the
+	// open system calls and the response encoding overlap.
+	ready, stop := prepareMessages(ctx, ss.srv, ts, needFull)
+	defer stop()
+	for p := range ready {
+		m, err := p.m, p.err
 		if errors.Is(err, store.ErrNotFound) {
 			// Expunged meanwhile; the EXPUNGE follows at the next
 			// legal point.
 			continue
 		}
 		if err != nil {
+			m.close()
 			return internalErr("fetch", err)
 		}
-		err = ss.fetchOne(w, t, m, opts, markSeen, buf)
+		err = ss.fetchOne(w, p.t, m, opts, markSeen, buf)
 		m.close()
 		if err != nil {
 			return err
 		}
 	}
-	return nil
+	return imapError(ctx.Err())
+}
+
+// fetchPrepDepth is how many messages the preparing goroutine may run
+// ahead of the writer (open files per FETCH at most).
+const fetchPrepDepth = 8
+
+type prepared struct {
+	t   *target
+	m   *message
+	err error
+}
+
+// prepareMessages opens (needFull) or reads the header block of each
+// visible target in order, ahead of the caller. stop must be called; it
+// ends the goroutine and closes what the caller did not consume.
+func prepareMessages(ctx context.Context, srv *Server, ts []target, needFull bool) (<-chan prepared, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan prepared, fetchPrepDepth)
+	go func() {
+		defer close(ch)
+		for i := range ts {
+			t := &ts[i]
+			if t.seq == 0 {
+				continue
+			}
+			m := &message{srv: srv, e: &t.e}
+			var err error
+			if needFull {
+				err = m.load()
+			} else {
+				_, err = m.header()
+				// The header is all this FETCH needs.
+				m.close()
+			}
+			select {
+			case ch <- prepared{t: t, m: m, err: err}:
+			case <-ctx.Done():
+				m.close()
+				return
+			}
+		}
+	}()
+	return ch, func() {
+		cancel()
+		for p := range ch {
+			p.m.close()
+		}
+	}
 }
 
 // message gives lazy access to one message's bytes for FETCH and SEARCH:
@@ -103,17 +158,43 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, set goimap.NumSet, opts *goi
 type message struct {
 	srv     *Server
 	e       *store.IndexEntry
-	body    *store.Body
+	file    *store.Body
+	sr      *io.SectionReader // the body: the open file, or data
+	data    []byte
 	err     error
 	hdr     []byte
 	hdrDone bool
 }
 
-func (m *message) open() (*store.Body, error) {
-	if m.body == nil && m.err == nil {
-		m.body, m.err = m.srv.st.OpenEntry(*m.e)
+func (m *message) open() (*io.SectionReader, error) {
+	if m.sr == nil && m.err == nil {
+		m.file, m.err = m.srv.st.OpenEntry(*m.e)
+		if m.err == nil {
+			m.sr = m.file.SectionReader
+		}
 	}
-	return m.body, m.err
+	return m.sr, m.err
+}
+
+// maxPreload is the largest body the preparing goroutine reads whole;
+// larger ones are copied from the file by the writer.
+const maxPreload = 64 << 10
+
+// load reads a small body into memory and closes its file, so the
+// goroutine writing the response only copies bytes.
+func (m *message) load() error {
+	sr, err := m.open()
+	if err != nil || sr.Size() > maxPreload {
+		return err
+	}
+	data := make([]byte, sr.Size())
+	if _, err := sr.ReadAt(data, 0); err != nil && !(errors.Is(err, io.EOF) && len(data) == 0) {
+		m.err = fmt.Errorf("imap: read body: %w", err)
+		return m.err
+	}
+	m.close()
+	m.data, m.sr = data, io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data)))
+	return nil
 }
 
 // header returns the header block including the blank line that ends it
@@ -140,10 +221,14 @@ func (m *message) header() ([]byte, error) {
 	return h, nil
 }
 
+// close releases the file; a loaded body stays readable.
 func (m *message) close() {
-	if m.body != nil {
-		m.body.Close()
-		m.body = nil
+	if m.file != nil {
+		m.file.Close()
+		m.file = nil
+		if m.data == nil {
+			m.sr = nil
+		}
 	}
 }
 
@@ -221,7 +306,7 @@ func (ss *session) fetchOne(w *imapserver.FetchWriter, t *target, m *message, op
 func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBodySection, m *message, buf []byte) error {
 	headerOnly := len(bs.Part) == 0 && bs.Specifier == goimap.PartSpecifierHeader
 	var hdr []byte
-	var body *store.Body
+	var body *io.SectionReader
 	var err error
 	if headerOnly || len(bs.Part) == 0 && bs.Specifier == goimap.PartSpecifierText {
 		if hdr, err = m.header(); err != nil {
@@ -244,6 +329,16 @@ func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBo
 		off = int64(len(hdr))
 		n = body.Size() - off
 	default:
+		if headerOnly && len(bs.HeaderFields) > 0 && len(bs.HeaderFieldsNot) == 0 && bs.Partial == nil {
+			if data, ok := headerFieldsFast(hdr, bs.HeaderFields); ok {
+				wc := rw.WriteBodySection(bs, int64(len(data)))
+				if _, err := wc.Write(data); err != nil {
+					wc.Close()
+					return err
+				}
+				return wc.Close()
+			}
+		}
 		var src io.Reader
 		if headerOnly {
 			src = bytes.NewReader(hdr)
@@ -281,7 +376,7 @@ func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBo
 
 // readHeaderBlock reads the header block of a body, including the blank
 // line that ends it.
-func readHeaderBlock(b *store.Body) ([]byte, error) {
+func readHeaderBlock(b *io.SectionReader) ([]byte, error) {
 	end := headerEnd(b)
 	hdr := make([]byte, end)
 	if _, err := b.ReadAt(hdr, 0); err != nil && !(errors.Is(err, io.EOF) && end == 0) {
@@ -293,7 +388,7 @@ func readHeaderBlock(b *store.Body) ([]byte, error) {
 // headerEnd returns the length of the header block including the blank
 // line that ends it (CRLF or bare LF); a message without a blank line is
 // all header.
-func headerEnd(r *store.Body) int64 {
+func headerEnd(r *io.SectionReader) int64 {
 	size := r.Size()
 	buf := make([]byte, 0, 8192)
 	chunk := make([]byte, 8192)

@@ -34,12 +34,15 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriter
 	var seqs goimap.SeqSet
 	var uids goimap.UIDSet
 	var saved []uint32
+	var m searchMsg
 	for i := range all {
 		t := &all[i]
 		if ctx.Err() != nil {
 			return nil, imapError(ctx.Err())
 		}
-		m := &searchMsg{t: t, msg: message{srv: ss.srv, e: &t.e}}
+		// One searchMsg reused for every message: a flag-only SEARCH of
+		// a large mailbox then allocates nothing per message.
+		m = searchMsg{t: t, msg: message{srv: ss.srv, e: &t.e}}
 		ok := m.match(criteria)
 		m.close()
 		if !ok {
@@ -174,7 +177,9 @@ func (m *searchMsg) entity() *gomessage.Entity {
 
 func hasFlag(flags []string, f goimap.Flag) bool {
 	for _, x := range flags {
-		if strings.EqualFold(x, string(f)) {
+		// Stored flags are canonical, so the exact comparison usually
+		// decides.
+		if x == string(f) || strings.EqualFold(x, string(f)) {
 			return true
 		}
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -144,8 +145,8 @@ type FlagUpdate struct {
 }
 
 // UpdateFlags is StoreFlags for the IMAP server: the same change in one
-// transaction (one prepared UPDATE for all rows), reporting the modseq
-// before and after.
+// transaction (one UPDATE per resulting flag combination), reporting the
+// modseq before and after.
 func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, uids []uint32, op FlagOp, flags []string) (FlagUpdate, error) {
 	arg, err := parseFlagList(flags)
 	if err != nil {
@@ -167,7 +168,11 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, uids []uint32,
 		if err != nil {
 			return err
 		}
-		var upd *sql.Stmt
+		// Changed rows are grouped by their new flags and each group is
+		// written by one UPDATE over a JSON list of UIDs: a STORE on a
+		// whole mailbox mostly yields one or two groups.
+		groups := map[string][]uint32{}
+		var order []string
 		lists := map[string][]string{}
 		for _, r := range rows {
 			old := decodeFlags(r.flags)
@@ -175,32 +180,40 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, uids []uint32,
 			if len(nf) > maxFlags {
 				return fmt.Errorf("store: %w: more than %d flags", ErrBadFlag, maxFlags)
 			}
-			modseq := uint64(r.modseq)
 			enc := nf.encode()
-			if enc != old.encode() {
-				if upd == nil {
-					ms, err := bumpModSeq(ctx, tx, mailboxID)
-					if err != nil {
-						return err
-					}
-					res.After = ms
-					upd, err = tx.PrepareContext(ctx, `UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`)
-					if err != nil {
-						return fmt.Errorf("store: update flags: %w", err)
-					}
-					defer upd.Close()
-				}
-				if _, err := upd.ExecContext(ctx, enc, nf.has(FlagSeen), nf.has(FlagDeleted), int64(res.After), mailboxID, int64(r.uid)); err != nil {
-					return fmt.Errorf("store: update flags: %w", err)
-				}
-				modseq = res.After
-			}
 			l, ok := lists[enc]
 			if !ok {
 				l = nf.list()
 				lists[enc] = l
 			}
+			modseq := uint64(r.modseq)
+			if enc != r.flags && enc != old.encode() {
+				if res.After == res.Before {
+					ms, err := bumpModSeq(ctx, tx, mailboxID)
+					if err != nil {
+						return err
+					}
+					res.After = ms
+				}
+				if _, ok := groups[enc]; !ok {
+					order = append(order, enc)
+				}
+				groups[enc] = append(groups[enc], r.uid)
+				modseq = res.After
+			}
 			res.Messages = append(res.Messages, MessageInfo{UID: r.uid, Flags: l, Size: r.size, InternalDate: timeFromNano(r.date), ModSeq: modseq})
+		}
+		for _, enc := range order {
+			uidList, err := json.Marshal(groups[enc])
+			if err != nil {
+				return fmt.Errorf("store: update flags: %w", err)
+			}
+			nf := decodeFlags(enc)
+			if _, err := tx.ExecContext(ctx, `UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ?
+				WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))`,
+				enc, nf.has(FlagSeen), nf.has(FlagDeleted), int64(res.After), mailboxID, string(uidList)); err != nil {
+				return fmt.Errorf("store: update flags: %w", err)
+			}
 		}
 		return nil
 	})

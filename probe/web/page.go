@@ -163,7 +163,7 @@ func (h *Handler) newPage(address string) (*pageData, error) {
 	if _, err := rand.Read(n[:]); err != nil {
 		return nil, err
 	}
-	return &pageData{Nonce: base64.RawStdEncoding.EncodeToString(n[:]), API: PathAPI, Action: PathPage, Address: address}, nil
+	return &pageData{Nonce: base64.RawURLEncoding.EncodeToString(n[:]), API: PathAPI, Action: PathPage, Address: address}, nil
 }
 
 func (h *Handler) render(c echo.Context, status int, d *pageData) error {

@@ -79,6 +79,10 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, set goimap.NumSet, opts *goi
 		}
 		return nil
 	}
+	if len(ts) > 1 {
+		ss.g.beginBatch()
+		defer ss.g.endBatch()
+	}
 	// A helper goroutine opens the next messages' files (and reads their
 	// header blocks) while this one encodes and writes: on two cores the
 	// open system calls and the response encoding overlap.

@@ -69,6 +69,42 @@ type guardConn struct {
 
 	wmu          sync.Mutex
 	dropGreeting bool
+	// While batching (a FETCH of many messages), responses collect in
+	// wbuf and go out in batchFlushSize writes instead of one write per
+	// message; endBatch sends the rest before the command's tagged
+	// response.
+	batching bool
+	wbuf     []byte
+}
+
+// batchFlushSize is the write size while batching.
+const batchFlushSize = 64 << 10
+
+// batchWriteTimeout bounds endBatch's final write (the library's own
+// response timeout is 30 s).
+const batchWriteTimeout = 30 * time.Second
+
+// beginBatch starts collecting responses (see guardConn.batching).
+func (g *guardConn) beginBatch() {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	g.batching = true
+}
+
+// endBatch sends what was collected and stops batching; the buffer is
+// released so an idle connection holds none.
+func (g *guardConn) endBatch() error {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	g.batching = false
+	var err error
+	if len(g.wbuf) > 0 {
+		g.Conn.SetWriteDeadline(time.Now().Add(batchWriteTimeout))
+		_, err = g.Conn.Write(g.wbuf)
+		g.Conn.SetWriteDeadline(time.Time{})
+	}
+	g.wbuf = nil
+	return err
 }
 
 func newGuard(c net.Conn, appendLimit int64, idleTimeout time.Duration, release func()) *guardConn {
@@ -359,6 +395,24 @@ func (g *guardConn) Write(p []byte) (int, error) {
 		g.poisoned = true
 	}
 	g.mu.Unlock()
+	if g.batching && !poison {
+		g.wbuf = append(g.wbuf, p...)
+		if len(g.wbuf) >= batchFlushSize {
+			_, err := g.Conn.Write(g.wbuf)
+			g.wbuf = g.wbuf[:0]
+			if err != nil {
+				return 0, err
+			}
+		}
+		return total, nil
+	}
+	if len(g.wbuf) > 0 {
+		_, err := g.Conn.Write(g.wbuf)
+		g.wbuf = g.wbuf[:0]
+		if err != nil {
+			return 0, err
+		}
+	}
 	if _, err := g.Conn.Write(p); err != nil {
 		return 0, err
 	}

@@ -418,3 +418,49 @@ func TestMemTrimmer(t *testing.T) {
 		t.Fatal("a stopped trimmer released")
 	}
 }
+
+// TestFetchBatching fetches many messages in one command (written in
+// batches by the guard) and checks every body arrives intact before the
+// tagged response, that the batch buffer is released afterwards, and that
+// an IDLE update right after is not held back.
+func TestFetchBatching(t *testing.T) {
+	e := newEnv(t)
+	c := e.alice()
+	var want []string
+	for i := 0; i < 60; i++ {
+		msg := testMessage(i) + strings.Repeat(fmt.Sprintf("filler line %d\r\n", i), 200)
+		want = append(want, msg)
+		appendMsg(t, c, "INBOX", msg, nil)
+	}
+	ub := newUpdates()
+	r := e.client(alice, alicePass, ub.handler())
+	if _, err := r.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	body := &goimap.FetchItemBodySection{Peek: true}
+	got, err := r.Fetch(goimap.SeqSet{goimap.SeqRange{Start: 1, Stop: 0}}, &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{body}}).Collect()
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("FETCH 1:*: %d messages, %v", len(got), err)
+	}
+	for i, m := range got {
+		if string(m.FindBodySection(body)) != want[i] {
+			t.Fatalf("message %d differs", i+1)
+		}
+	}
+	e.srv.mu.Lock()
+	for ss := range e.srv.sessions {
+		ss.g.wmu.Lock()
+		if ss.g.batching || ss.g.wbuf != nil {
+			t.Errorf("session still batching (%v) or holding %d bytes", ss.g.batching, len(ss.g.wbuf))
+		}
+		ss.g.wmu.Unlock()
+	}
+	e.srv.mu.Unlock()
+	idle, err := r.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	appendMsg(t, c, "INBOX", testMessage(99), nil)
+	ub.wait(t, time.Second, func() bool { return slices.Contains(ub.exists, 61) })
+}

@@ -23,6 +23,11 @@
 // fsync optimized); start it before running, its mailbox is emptied first
 // with "dovecot-anchor.sh reset". Its memory is the sum of the RSS of all
 // its processes.
+//
+// Profiling: -profile DIR runs mailconf inside this process (so the
+// client's work shows too) and writes one CPU profile per phase and a heap
+// profile of the IDLE phase into DIR; IMAPBENCH_SERVER_CPUPROFILE=FILE
+// makes the child server write a CPU profile of its whole run.
 package main
 
 import (
@@ -81,6 +86,18 @@ func main() {
 
 // runServer is the child: a mailconf IMAP server on a fresh store.
 func runServer(dir string) error {
+	if path := os.Getenv("IMAPBENCH_SERVER_CPUPROFILE"); path != "" {
+		// Whole-run CPU profile of the server process alone.
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	stop, addr, err := startServer(dir)
 	if err != nil {
 		return err

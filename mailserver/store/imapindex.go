@@ -17,7 +17,8 @@ import (
 // without re-reading it.
 
 // IndexEntry is one message as the IMAP server's mailbox index holds it:
-// its metadata and a reference to its body file.
+// its metadata and a reference to its body file. Entries with the same flags
+// may share one Flags slice: treat it as read-only.
 type IndexEntry struct {
 	MessageInfo
 	blob string

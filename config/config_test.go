@@ -202,3 +202,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzHostName: every accepted name is canonical, and canonical names map
+// to themselves.
+func FuzzHostName(f *testing.F) {
+	for _, s := range []string{"example.com", "Mail.Example.COM.", "bücher.example", "xn--bcher-kva.example", "\x81", "a..b", "-a.b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		h, err := HostName(s)
+		if err != nil {
+			return
+		}
+		again, err := HostName(h)
+		if err != nil || again != h {
+			t.Fatalf("HostName(%q) = %q, which maps to %q, %v", s, h, again, err)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -203,6 +204,10 @@ func HostName(s string) (string, error) {
 	s = strings.TrimSuffix(s, ".")
 	if s == "" {
 		return "", fmt.Errorf("empty name")
+	}
+	if !utf8.ValidString(s) {
+		// IDNA would map the bad bytes to U+FFFD and punycode that.
+		return "", fmt.Errorf("not valid UTF-8")
 	}
 	a := strings.ToLower(s)
 	if !plainASCII(a) {

@@ -329,6 +329,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"check-config", "--config"}, 2, "", "--config needs a file name"},
 		{[]string{"serve", "--log-format", "xml"}, 2, "", "want text or json"},
 		{[]string{"dns"}, 0, "_imaps._tcp.example.test.", ""},
+		{[]string{"dns"}, 0, `mailconf._domainkey.example.test. 3600 IN TXT "v=DKIM1; k=rsa; p=`, ""},
 		{[]string{"dns", "nope.example"}, 2, "", "nope.example"},
 		{[]string{"probe"}, 2, "", ""},
 		{[]string{"queue", "list"}, 0, "", ""},

@@ -1,21 +1,50 @@
 package testutil
 
 import (
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 )
 
 // FreeAddr returns a 127.0.0.1 address with a port that was free a moment
 // ago, for configs that must name their listeners before they start.
+//
+// The port is drawn at random from below the kernel's ephemeral range: a
+// port from "127.0.0.1:0" is one the kernel also hands to outgoing
+// connections and to other tests' listeners, which then took it between
+// this call and the server's bind (seen when packages test in parallel).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := ephemeralLow()
+	for try := 0; try < 100; try++ {
+		port := 10000 + rand.IntN(low-10000)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	t.Fatal("no free port below the ephemeral range")
+	return ""
+}
+
+// ephemeralLow is the first port the kernel uses for ephemeral ports
+// (32768 when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				return n
+			}
+		}
+	}
+	return 32768
 }
 
 // ListenUDPTCP opens a UDP socket and a TCP listener on the same 127.0.0.1

@@ -130,7 +130,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	defer func() {
+		signal.Stop(hup)
+		close(hup) // ends the reload goroutine
+	}()
 	go func() {
 		for range hup {
 			if err := cm.Reload(); err != nil {
@@ -144,15 +147,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	// Background work lives until the listeners have drained.
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
-	queueDone := make(chan struct{})
+	var bgWork sync.WaitGroup
+	bgWork.Add(2)
 	go func() {
-		defer close(queueDone)
+		defer bgWork.Done()
 		if err := ms.queue.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("queue stopped", "err", err)
 		}
 	}()
 	go func() {
-		if n, err := ms.st.Sweep(bg); err != nil {
+		defer bgWork.Done()
+		if n, err := ms.st.Sweep(bg); err != nil && !errors.Is(err, context.Canceled) {
 			log.Warn("store sweep", "err", err)
 		} else if n > 0 {
 			log.Info("store sweep removed unreferenced message files", "count", n)
@@ -191,7 +196,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		log.Warn("stop", "service", "queue", "err", err)
 	}
 	stopBG()
-	<-queueDone
+	bgWork.Wait() // before the store closes
 	log.Info("stopped")
 	return runErr
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"mailconf/internal/metrics"
 )
@@ -20,6 +21,14 @@ type Service struct {
 	Catalog *Catalog
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
+	// counters holds the request counter of every format and common status,
+	// resolved once: Count runs on every request.
+	counters map[counterKey]prometheus.Counter
+}
+
+type counterKey struct {
+	format string
+	status int
 }
 
 // NewService checks its parts; a nil logger discards.
@@ -30,7 +39,13 @@ func NewService(cat *Catalog, m *metrics.Metrics, log *slog.Logger) (*Service, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{Catalog: cat, Metrics: m, Logger: log}, nil
+	s := &Service{Catalog: cat, Metrics: m, Logger: log, counters: map[counterKey]prometheus.Counter{}}
+	for _, f := range []string{FormatThunderbird, FormatAutodiscover, FormatAutodiscoverJSON, FormatMobileconfig, FormatSetup, FormatSettings} {
+		for _, st := range []int{http.StatusOK, http.StatusBadRequest, http.StatusNotFound, http.StatusMethodNotAllowed} {
+			s.counters[counterKey{f, st}] = m.AutoconfigRequests.WithLabelValues(f, strconv.Itoa(st))
+		}
+	}
+	return s, nil
 }
 
 // Register adds the routes the root package owns (the settings API).
@@ -51,6 +66,10 @@ const (
 
 // Count records one answered request of a format.
 func (s *Service) Count(format string, status int) {
+	if c, ok := s.counters[counterKey{format, status}]; ok {
+		c.Inc()
+		return
+	}
 	s.Metrics.AutoconfigRequests.WithLabelValues(format, strconv.Itoa(status)).Inc()
 }
 

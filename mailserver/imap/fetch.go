@@ -366,9 +366,14 @@ func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBo
 		}
 	}
 	wc := rw.WriteBodySection(bs, n)
-	if headerOnly {
+	switch {
+	case headerOnly:
 		_, err = wc.Write(hdr[off : off+n])
-	} else {
+	case m.data != nil:
+		// A preloaded body goes to the encoder in one write, without a
+		// reader and copy buffer in between.
+		_, err = wc.Write(m.data[off : off+n])
+	default:
 		_, err = io.CopyBuffer(wc, io.NewSectionReader(body, off, n), buf)
 	}
 	if err != nil {

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/smallstep/pkcs7"
 	"howett.net/plist"
 
@@ -567,11 +566,7 @@ func TestHTTP(t *testing.T) {
 // counted reads the request counter of the mobileconfig format for status.
 func counted(t *testing.T, svc *autoconfig.Service, status int) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := svc.Metrics.AutoconfigRequests.WithLabelValues(autoconfig.FormatMobileconfig, strconv.Itoa(status)).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
+	return testutil.MetricValue(t, svc.Metrics.AutoconfigRequests.WithLabelValues(autoconfig.FormatMobileconfig, strconv.Itoa(status)))
 }
 
 // TestSigned serves a signed profile over HTTP and verifies it with

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	dto "github.com/prometheus/client_model/go"
 
 	"mailconf/autoconfig"
 	"mailconf/config"
@@ -148,11 +147,7 @@ func (f *fixture) post(t testing.TB, path string, body []byte) answer {
 
 func (f *fixture) count(t testing.TB, format string, status int) float64 {
 	t.Helper()
-	var out dto.Metric
-	if err := f.m.AutoconfigRequests.WithLabelValues(format, strconv.Itoa(status)).Write(&out); err != nil {
-		t.Fatal(err)
-	}
-	return out.GetCounter().GetValue()
+	return testutil.MetricValue(t, f.m.AutoconfigRequests.WithLabelValues(format, strconv.Itoa(status)))
 }
 
 // outlookRequest builds a request body the way Outlook and Thunderbird send

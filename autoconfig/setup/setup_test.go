@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image/png"
 	"io"
+	"mailconf/internal/testutil"
 	"net"
 	"net/http"
 	"net/url"
@@ -18,7 +19,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/skip2/go-qrcode"
 	"golang.org/x/net/html"
 
@@ -261,11 +261,7 @@ func wantRows(t *testing.T, p page, id string, want [][2]string) {
 
 func counter(t *testing.T, m *metrics.Metrics, status int) float64 {
 	t.Helper()
-	var pb dto.Metric
-	if err := m.AutoconfigRequests.WithLabelValues(autoconfig.FormatSetup, fmt.Sprint(status)).Write(&pb); err != nil {
-		t.Fatal(err)
-	}
-	return pb.GetCounter().GetValue()
+	return testutil.MetricValue(t, m.AutoconfigRequests.WithLabelValues(autoconfig.FormatSetup, fmt.Sprint(status)))
 }
 
 func TestBuiltinServerSettings(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	"github.com/labstack/echo/v4"
-	dto "github.com/prometheus/client_model/go"
 
 	"mailconf/autoconfig"
 	"mailconf/config"
@@ -136,11 +135,7 @@ func (f *fixture) do(t testing.TB, method, target, host string) answer {
 
 func (f *fixture) count(t testing.TB, status string) float64 {
 	t.Helper()
-	var out dto.Metric
-	if err := f.m.AutoconfigRequests.WithLabelValues(autoconfig.FormatThunderbird, status).Write(&out); err != nil {
-		t.Fatal(err)
-	}
-	return out.GetCounter().GetValue()
+	return testutil.MetricValue(t, f.m.AutoconfigRequests.WithLabelValues(autoconfig.FormatThunderbird, status))
 }
 
 func q(addr string) string { return "?emailaddress=" + url.QueryEscape(addr) }

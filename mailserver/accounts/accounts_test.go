@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/crypto/bcrypt"
 
 	"mailconf/config"
 	"mailconf/internal/metrics"
+	"mailconf/internal/testutil"
 	"mailconf/mailserver/store"
 )
 
@@ -458,9 +458,5 @@ func TestHashingSlotsAndCancel(t *testing.T) {
 
 func counterValue(t *testing.T, met *metrics.Metrics, protocol, result string) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := met.Logins.WithLabelValues(protocol, result).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
+	return testutil.MetricValue(t, met.Logins.WithLabelValues(protocol, result))
 }

@@ -17,8 +17,8 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
+	"mailconf/internal/testutil"
 	"mailconf/mailserver/store"
 )
 
@@ -457,12 +457,5 @@ func TestShutdownBeforeRun(t *testing.T) {
 
 func metricValue(t *testing.T, m prometheus.Metric) float64 {
 	t.Helper()
-	var d dto.Metric
-	if err := m.Write(&d); err != nil {
-		t.Fatal(err)
-	}
-	if d.Counter != nil {
-		return d.Counter.GetValue()
-	}
-	return d.Gauge.GetValue()
+	return testutil.MetricValue(t, m)
 }

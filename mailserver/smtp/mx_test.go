@@ -9,7 +9,8 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+
+	"mailconf/internal/testutil"
 )
 
 // message has what byte-exactness must survive: 8-bit UTF-8, a line that
@@ -191,9 +192,5 @@ func TestMXRecipientRules(t *testing.T) {
 
 func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
+	return testutil.MetricValue(t, c)
 }

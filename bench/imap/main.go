@@ -68,6 +68,7 @@ func main() {
 	serve := flag.String("serve", "", "internal: run mailconf's IMAP server on this data directory")
 	n := flag.Int("n", 10000, "messages in the mailbox")
 	idle := flag.Int("idle", 1000, "IDLE connections")
+	passes := flag.Int("passes", 5, "FETCH of whole bodies is repeated this many times, so the phase lasts long enough to measure")
 	dovecot := flag.String("dovecot", "127.0.0.1:10143", "Dovecot anchor address (empty: skip)")
 	profile := flag.String("profile", "", "run mailconf in this process and write one CPU profile per phase (and a heap profile of the IDLE phase) into this directory")
 	flag.Parse()
@@ -78,7 +79,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*n, *idle, *dovecot, *profile); err != nil {
+	if err := run(*n, *idle, *passes, *dovecot, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "imap bench:", err)
 		os.Exit(1)
 	}
@@ -143,7 +144,7 @@ type target struct {
 	profile                string // directory for per-phase CPU profiles (in-process server only)
 }
 
-func run(n, idle int, dovecot, profile string) error {
+func run(n, idle, fetchPasses int, dovecot, profile string) error {
 	dir, err := os.MkdirTemp("", "imapbench-")
 	if err != nil {
 		return err
@@ -169,7 +170,7 @@ func run(n, idle int, dovecot, profile string) error {
 		exec.Command("/work/shared/baselines/dovecot-anchor.sh", "reset").Run()
 		targets = append(targets, target{"dovecot", dovecot, benchUser, dovecotPass, dovecotPids, ""})
 	}
-	return runTargets(targets, n, idle)
+	return runTargets(targets, n, idle, fetchPasses)
 }
 
 // startChild runs mailconf in a child process, so its memory figures are
@@ -192,12 +193,12 @@ func startChild(dir string) (target, func(), error) {
 		func() []int { return []int{child.Process.Pid} }, ""}, stop, nil
 }
 
-func runTargets(targets []target, n, idle int) error {
+func runTargets(targets []target, n, idle, fetchPasses int) error {
 	fmt.Printf("IMAP benchmark: %d messages, %d IDLE connections; Go imapclient, TCP_NODELAY on, LITERAL+ APPEND, plaintext on loopback, fsync on both\n\n", n, idle)
 	results := map[string]map[string]float64{}
 	var phases []string
 	for _, tg := range targets {
-		res, order, err := mailboxPhases(tg, n)
+		res, order, err := mailboxPhases(tg, n, fetchPasses)
 		if err != nil {
 			return fmt.Errorf("%s: %w", tg.name, err)
 		}
@@ -222,6 +223,9 @@ func runTargets(targets []target, n, idle int) error {
 		fmt.Println()
 	}
 	fmt.Println()
+	if idle <= 0 {
+		return nil // -idle 0 skips the IDLE phase
+	}
 	for _, tg := range targets {
 		if err := idlePhase(tg, idle); err != nil {
 			return fmt.Errorf("%s idle: %w", tg.name, err)
@@ -248,7 +252,7 @@ func message(i int) string {
 		"Date: Mon, 02 Jan 2006 15:04:05 +0000\r\nMessage-ID: <b%d@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n%s", i, i, i, i, body)
 }
 
-func mailboxPhases(tg target, n int) (map[string]float64, []string, error) {
+func mailboxPhases(tg target, n, fetchPasses int) (map[string]float64, []string, error) {
 	c, err := dial(tg, nil)
 	if err != nil {
 		return nil, nil, err
@@ -325,20 +329,22 @@ func mailboxPhases(tg target, n int) (map[string]float64, []string, error) {
 		return nil, nil, err
 	}
 	body := &goimap.FetchItemBodySection{Peek: true}
-	err = timed("FETCH bodies (msgs/s)", n, func() error {
-		var count int
-		cmd := c.Fetch(all, &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{body}})
-		for m := cmd.Next(); m != nil; m = cmd.Next() {
-			if _, err := m.Collect(); err != nil {
+	err = timed("FETCH bodies (msgs/s)", n*fetchPasses, func() error {
+		for pass := 0; pass < fetchPasses; pass++ {
+			var count int
+			cmd := c.Fetch(all, &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{body}})
+			for m := cmd.Next(); m != nil; m = cmd.Next() {
+				if _, err := m.Collect(); err != nil {
+					return err
+				}
+				count++
+			}
+			if err := cmd.Close(); err != nil {
 				return err
 			}
-			count++
-		}
-		if err := cmd.Close(); err != nil {
-			return err
-		}
-		if count != n {
-			return fmt.Errorf("got %d", count)
+			if count != n {
+				return fmt.Errorf("got %d", count)
+			}
 		}
 		return nil
 	})

@@ -102,6 +102,7 @@ type Authenticator struct {
 	now    func() time.Time
 	sleep  func(ctx context.Context, d time.Duration) error
 	slots  chan struct{}
+	trim   *memTrimmer // returns argon2 work areas to the OS after a burst
 	params Argon2Params
 
 	dummyOnce sync.Once
@@ -150,6 +151,7 @@ func NewAuthenticator(st *store.Store, cfg *config.Config, opts AuthOptions) *Au
 		a.sleep = sleepCtx
 	}
 	a.slots = make(chan struct{}, a.lim.Hashing)
+	a.trim = newMemTrimmer()
 	return a
 }
 
@@ -231,6 +233,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, protocol string, remot
 	}
 	ok, verr := VerifyPassword(hash, password)
 	<-a.slots
+	a.trim.loginDone()
 	if verr != nil && found {
 		a.log.Error("auth: stored password hash unusable", "account", acct.Address, "err", verr)
 	}

@@ -380,45 +380,6 @@ func TestMayContain(t *testing.T) {
 	}
 }
 
-func TestMemTrimmer(t *testing.T) {
-	var mu sync.Mutex
-	var released []time.Time
-	tr := newMemTrimmer()
-	tr.release = func() {
-		mu.Lock()
-		released = append(released, time.Now())
-		mu.Unlock()
-	}
-	start := time.Now()
-	var lastLogin time.Time
-	for i := 0; i < 5; i++ {
-		tr.loginDone()
-		lastLogin = time.Now()
-		time.Sleep(200 * time.Millisecond)
-	}
-	mu.Lock()
-	early := len(released)
-	mu.Unlock()
-	if early != 0 {
-		t.Fatalf("released during the burst (%d times)", early)
-	}
-	time.Sleep(trimQuiet + 700*time.Millisecond)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(released) != 1 {
-		t.Fatalf("released %d times after one burst, want 1", len(released))
-	}
-	if released[0].Before(lastLogin.Add(trimQuiet)) || released[0].Sub(start) > trimMaxDelay {
-		t.Fatalf("released %v after the burst started, last login at %v", released[0].Sub(start), lastLogin.Sub(start))
-	}
-	tr.loginDone()
-	tr.stop()
-	time.Sleep(trimQuiet + 200*time.Millisecond)
-	if len(released) != 1 {
-		t.Fatal("a stopped trimmer released")
-	}
-}
-
 // TestFetchBatching fetches many messages in one command (written in
 // batches by the guard) and checks every body arrives intact before the
 // tagged response, that the batch buffer is released afterwards, and that

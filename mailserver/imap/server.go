@@ -102,7 +102,6 @@ type Server struct {
 	mboxes map[int64]*mailboxState
 
 	hdrs *headerCache
-	trim *memTrimmer
 }
 
 // New creates a server on the store and authenticator.
@@ -147,7 +146,6 @@ func New(cfg Config, st *store.Store, auth Authenticator) (*Server, error) {
 		sessions:  map[*session]struct{}{},
 		mboxes:    map[int64]*mailboxState{},
 		hdrs:      newHeaderCache(headerCacheBytes),
-		trim:      newMemTrimmer(),
 		libDone:   make(chan struct{}),
 	}
 	s.caps = goimap.CapSet{}
@@ -482,7 +480,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.ln.Close()
-	s.trim.stop()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -84,7 +84,6 @@ func (ss *session) Login(username, password string) error {
 	ctx, cancel := ss.ctx()
 	defer cancel()
 	acct, err := ss.srv.auth.Authenticate(ctx, "imap", ss.ip, username, password)
-	ss.srv.trim.loginDone()
 	switch {
 	case err == nil:
 	case errors.Is(err, accounts.ErrTemporary):

@@ -1,4 +1,4 @@
-package imap
+package accounts
 
 import (
 	"runtime/debug"

@@ -24,13 +24,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"mailconf/config"
+	"mailconf/internal/certs"
 	"mailconf/probe"
 	"mailconf/probe/netguard"
 	"mailconf/probe/report"
@@ -247,10 +247,7 @@ func roots(cfg *config.Config, cas []string) (*x509.CertPool, error) {
 	if cfg == nil {
 		return pool, nil
 	}
-	own := cfg.TLS.Cert
-	if own == "" {
-		own = filepath.Join(cfg.DataDir, "tls", "selfsigned.crt")
-	}
+	own := certs.File(cfg)
 	pem, err := os.ReadFile(own)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && cfg.TLS.Cert == "":

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 
 	"mailconf/autoconfig"
 	"mailconf/config"
+	"mailconf/internal/certs"
 	"mailconf/probe"
 	"mailconf/probe/netguard"
 	"mailconf/probe/report"
@@ -140,10 +140,7 @@ func probeRoots(cfg *config.Config, caFiles []string) (*x509.CertPool, []string,
 		}
 	}
 	var warnings []string
-	own := cfg.TLS.Cert
-	if own == "" {
-		own = filepath.Join(cfg.DataDir, "tls", "selfsigned.crt")
-	}
+	own := certs.File(cfg)
 	pem, err := os.ReadFile(own)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && cfg.TLS.Cert == "":

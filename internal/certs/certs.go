@@ -32,15 +32,24 @@ type Manager struct {
 	cert *tls.Certificate
 }
 
+// File is the PEM file of the service's certificate chain for cfg: the
+// configured one, or where New keeps the self-signed one. Clients of this
+// service (the probe CLI) read it to trust a fresh install.
+func File(cfg *config.Config) string {
+	if cfg.TLS.SelfSigned() {
+		return filepath.Join(cfg.DataDir, "tls", "selfsigned.crt")
+	}
+	return cfg.TLS.Cert
+}
+
 // New loads the configured certificate, or creates/loads the self-signed one
 // in cfg.DataDir/tls.
 func New(cfg *config.Config) (*Manager, error) {
 	m := &Manager{certFile: cfg.TLS.Cert, keyFile: cfg.TLS.Key}
 	if cfg.TLS.SelfSigned() {
 		m.selfSigned = true
-		dir := filepath.Join(cfg.DataDir, "tls")
-		m.certFile = filepath.Join(dir, "selfsigned.crt")
-		m.keyFile = filepath.Join(dir, "selfsigned.key")
+		m.certFile = File(cfg)
+		m.keyFile = filepath.Join(filepath.Dir(m.certFile), "selfsigned.key")
 		m.names = selfSignedNames(cfg)
 		if err := m.ensureSelfSigned(); err != nil {
 			return nil, err

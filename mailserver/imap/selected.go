@@ -104,12 +104,6 @@ func staticRange(start, stop, max uint32) (uint32, uint32) {
 	return start, stop
 }
 
-func (ss *session) resolve(sel *selection, set goimap.NumSet) []target {
-	sel.mb.mu.Lock()
-	defer sel.mb.mu.Unlock()
-	return sel.resolveLocked(set)
-}
-
 func targetUIDs(ts []target) []uint32 {
 	out := make([]uint32, len(ts))
 	for i, t := range ts {

@@ -10,8 +10,7 @@ import (
 )
 
 type imap struct {
-	tag          int
-	greetingCaps []string
+	tag int
 }
 
 func (p *imap) next() string {
@@ -88,11 +87,7 @@ func (p *imap) greeting(r *run) outcome {
 	case looksLikeTLS(line):
 		return fail(report.TLSOnPlainPort, "the greeting is a TLS record: this port speaks implicit TLS", nil)
 	case strings.HasPrefix(upper, "* OK"):
-		code, text := respCode(strings.TrimSpace(line[4:]))
-		if code == "CAPABILITY" {
-			inner := line[strings.IndexByte(line, '[')+1 : strings.IndexByte(line, ']')]
-			p.greetingCaps = strings.Fields(inner)[1:]
-		}
+		_, text := respCode(strings.TrimSpace(line[4:]))
 		return pass(text)
 	case strings.HasPrefix(upper, "* PREAUTH"):
 		return fail(report.GreetingPreauth, "the server pre-authenticated the connection; STARTTLS and login are impossible", &report.Reply{Code: "PREAUTH", Text: line})

@@ -678,14 +678,12 @@ func TestManyConcurrentWriters(t *testing.T) {
 	e := newEnv(t)
 	const n = 4
 	var clients []*imapclient.Client
-	var ups []*updates
 	for i := 0; i < n; i++ {
-		u := newUpdates()
-		c := e.client(alice, alicePass, u.handler())
+		c := e.client(alice, alicePass, newUpdates().handler())
 		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 			t.Fatal(err)
 		}
-		clients, ups = append(clients, c), append(ups, u)
+		clients = append(clients, c)
 	}
 	var wg sync.WaitGroup
 	for i, c := range clients {

@@ -420,7 +420,7 @@ func TestHostileInput(t *testing.T) {
 		c := e.dialTLS()
 		for _, b := range []string{"\x00\x01\x02", "\xff\xfe USER", "USER \x00" + alice, "CAPA\x00", "\x16\x03\x01\x02\x00"} {
 			r := c.cmd(b)
-			if !strings.HasPrefix(r, "-ERR") || strings.ContainsAny(r, "\x00\xff\x16") {
+			if !strings.HasPrefix(r, "-ERR") || strings.Contains(r, "\x00") || strings.Contains(r, "\xff") || strings.Contains(r, "\x16") {
 				t.Errorf("%q: %q", b, r)
 			}
 		}

@@ -166,18 +166,6 @@ func payloads(t testing.TB, prof map[string]any) []map[string]any {
 	return out
 }
 
-func xmllint(t *testing.T, data []byte) {
-	t.Helper()
-	bin := testutil.Tool(t, "xmllint", "libxml2-utils")
-	f := filepath.Join(t.TempDir(), "profile.mobileconfig")
-	if err := os.WriteFile(f, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(bin, "--noout", "--nonet", f).CombinedOutput(); err != nil {
-		t.Fatalf("xmllint rejects the profile: %v\n%s", err, out)
-	}
-}
-
 func TestGolden(t *testing.T) {
 	svc := newService(t)
 	for _, tc := range []struct{ name, address string }{
@@ -200,7 +188,7 @@ func TestGolden(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Errorf("profile differs from %s (go test -update rewrites it)\ngot:\n%s", golden, got)
 			}
-			xmllint(t, got)
+			testutil.XMLLint(t, got)
 		})
 	}
 }
@@ -521,7 +509,7 @@ func TestHTTP(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("status %d: %s", resp.StatusCode, body)
 		}
-		xmllint(t, body)
+		testutil.XMLLint(t, body)
 		pls := payloads(t, decode(t, body))
 		if pls[0]["EmailAddress"] != addr || pls[0]["IncomingMailServerUsername"] != addr {
 			t.Errorf("address did not round-trip: %#v", pls[0]["EmailAddress"])

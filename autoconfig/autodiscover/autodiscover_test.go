@@ -10,9 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -165,39 +162,6 @@ func outlookRequest(t testing.TB, addr string) []byte {
     <AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema>
   </Request>
 </Autodiscover>`)
-}
-
-func xmllint(t *testing.T, body []byte) {
-	t.Helper()
-	bin := testutil.Tool(t, "xmllint", "libxml2-utils")
-	p := filepath.Join(t.TempDir(), "doc.xml")
-	if err := os.WriteFile(p, body, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(bin, "--noout", p).CombinedOutput(); err != nil {
-		t.Fatalf("xmllint: %v\n%s\n%s", err, out, body)
-	}
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("golden %s: %v (run go test -update)", p, err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
 }
 
 // --- what clients read from a POX answer ---------------------------------
@@ -371,8 +335,8 @@ func TestGoldenSettings(t *testing.T) {
 			if ct := a.header.Get("Content-Type"); ct != "text/xml; charset=utf-8" {
 				t.Errorf("Content-Type %q", ct)
 			}
-			xmllint(t, a.body)
-			golden(t, c.golden, a.body)
+			testutil.XMLLint(t, a.body)
+			testutil.Golden(t, c.golden, a.body, *update)
 			d := decodePOX(t, a.body)
 			checkOutlookRules(t, d, c.login)
 			var types []string
@@ -421,8 +385,8 @@ func TestGoldenErrors(t *testing.T) {
 			if ct := a.header.Get("Content-Type"); ct != "text/xml; charset=utf-8" {
 				t.Errorf("Content-Type %q", ct)
 			}
-			xmllint(t, a.body)
-			golden(t, c.golden, a.body)
+			testutil.XMLLint(t, a.body)
+			testutil.Golden(t, c.golden, a.body, *update)
 			if got := errorCode(t, a.body); got != c.code {
 				t.Errorf("ErrorCode %d, want %d", got, c.code)
 			}
@@ -546,7 +510,7 @@ func TestPOXHostileInput(t *testing.T) {
 			if a.status != c.status {
 				t.Fatalf("status %d, want %d: %s", a.status, c.status, a.body)
 			}
-			xmllint(t, a.body)
+			testutil.XMLLint(t, a.body)
 			if got := errorCode(t, a.body); got != c.code {
 				t.Errorf("ErrorCode %d, want %d\n%s", got, c.code, a.body)
 			}
@@ -564,7 +528,7 @@ func TestPOXEscaping(t *testing.T) {
 		if a.status != 200 {
 			t.Fatalf("%s: status %d: %s", addr, a.status, a.body)
 		}
-		xmllint(t, a.body)
+		testutil.XMLLint(t, a.body)
 		d := decodePOX(t, a.body)
 		checkOutlookRules(t, d, addr)
 		if bytes.Contains(a.body, []byte("&co")) && !bytes.Contains(a.body, []byte("&amp;co")) {

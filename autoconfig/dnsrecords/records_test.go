@@ -3,8 +3,6 @@ package dnsrecords
 import (
 	"bytes"
 	"flag"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +11,7 @@ import (
 
 	"mailconf/autoconfig"
 	"mailconf/config"
+	"mailconf/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -107,23 +106,6 @@ func one[T dns.RR](t *testing.T, recs []Record, name string, rrtype uint16) T {
 		t.Fatalf("%s %s: %d records, want 1: %v", name, dns.TypeToString[rrtype], len(got), got)
 	}
 	return got[0].RR.(T)
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the output (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
 }
 
 // parseBack checks that the printed fragment is a valid zone holding
@@ -312,7 +294,7 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			parseBack(t, buf.String(), recs)
-			golden(t, tc.name, buf.Bytes())
+			testutil.Golden(t, tc.name, buf.Bytes(), *update)
 		})
 	}
 }

@@ -7,9 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -140,40 +137,6 @@ func (f *fixture) count(t testing.TB, status string) float64 {
 
 func q(addr string) string { return "?emailaddress=" + url.QueryEscape(addr) }
 
-// xmllint fails the test unless body is well-formed XML.
-func xmllint(t *testing.T, body []byte) {
-	t.Helper()
-	bin := testutil.Tool(t, "xmllint", "libxml2-utils")
-	p := filepath.Join(t.TempDir(), "doc.xml")
-	if err := os.WriteFile(p, body, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(bin, "--noout", p).CombinedOutput(); err != nil {
-		t.Fatalf("xmllint: %v\n%s\n%s", err, out, body)
-	}
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("golden %s: %v (run go test -update)", p, err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
-
 func TestGolden(t *testing.T) {
 	f := newFixture(t, testConfig)
 	cases := []struct {
@@ -227,8 +190,8 @@ func TestGolden(t *testing.T) {
 			if ct := a.header.Get("Content-Type"); ct != "text/xml; charset=utf-8" {
 				t.Errorf("Content-Type %q", ct)
 			}
-			xmllint(t, a.body)
-			golden(t, c.golden, a.body)
+			testutil.XMLLint(t, a.body)
+			testutil.Golden(t, c.golden, a.body, *update)
 			for name, parse := range map[string]func([]byte, string) (*clientResult, error){"desktop": parseDesktop, "android": parseAndroid} {
 				res, err := parse(a.body, c.address)
 				if err != nil {
@@ -353,7 +316,7 @@ func TestHTTP(t *testing.T) {
 				}
 			}
 			if c.wantXML {
-				xmllint(t, a.body)
+				testutil.XMLLint(t, a.body)
 				if _, err := parseAndroid(a.body, "someone@example.test"); err != nil {
 					t.Errorf("android parser: %v", err)
 				}

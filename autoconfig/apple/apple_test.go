@@ -175,19 +175,7 @@ func TestGolden(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := render(t, svc, tc.address)
-			golden := filepath.Join("testdata", tc.name+".mobileconfig")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("profile differs from %s (go test -update rewrites it)\ngot:\n%s", golden, got)
-			}
+			testutil.Golden(t, tc.name+".mobileconfig", got, *update)
 			testutil.XMLLint(t, got)
 		})
 	}

@@ -12,8 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -655,19 +653,7 @@ func TestGolden(t *testing.T) {
 			if r.Status >= 500 {
 				t.Fatalf("status %d", r.Status)
 			}
-			golden := filepath.Join("testdata", tc.file)
-			if *update {
-				if err := os.WriteFile(golden, r.Body, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if !bytes.Equal(r.Body, want) {
-				t.Errorf("page differs from %s (go test -update rewrites it after review)", golden)
-			}
+			testutil.Golden(t, tc.file, r.Body, *update)
 		})
 	}
 }

@@ -438,16 +438,14 @@ func resolveHost(ctx context.Context, r *dnsq.Client, rec *report.Recorder, pare
 		return []netip.Addr{ip}
 	}
 	h := rec.Start(parent+".resolve", parent, "Resolve "+host, &report.Target{Host: host})
-	if ips, ok := dnsq.Localhost(host); ok {
+	ips, results := r.Lookup(ctx, host)
+	if results == nil {
 		h.Pass("loopback (RFC 6761 special name)")
 		return ips
 	}
-	var ips []netip.Addr
 	var codes []report.Code
-	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		res := r.Query(ctx, host, t)
+	for _, res := range results {
 		rep.DNS = append(rep.DNS, res.Record())
-		ips = append(ips, res.Addrs()...)
 		if c := res.Code(); c != "" && c != report.DNSNoData && c != report.DNSNXDomain {
 			codes = append(codes, c)
 		}

@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"mailconf/probe/dnsq"
 	"mailconf/probe/netguard"
 )
@@ -64,17 +62,7 @@ func NewHTTPClient(d *netguard.Dialer, resolver *dnsq.Client, roots *x509.CertPo
 // resolve returns the addresses of host (IPv4 first) from the probe's
 // resolver; an IP literal is returned as is.
 func resolve(ctx context.Context, r *dnsq.Client, host string) ([]netip.Addr, error) {
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return []netip.Addr{ip}, nil
-	}
-	if ips, ok := dnsq.Localhost(host); ok {
-		return ips, nil
-	}
-	var out []netip.Addr
-	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		res := r.Query(ctx, host, t)
-		out = append(out, res.Addrs()...)
-	}
+	out, _ := r.Lookup(ctx, host)
 	if len(out) == 0 {
 		return nil, &noAddressError{host: host}
 	}

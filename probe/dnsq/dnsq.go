@@ -268,6 +268,27 @@ func (r *Result) Record() report.DNSQuery {
 // TypeName is the mnemonic of a query type.
 func TypeName(t uint16) string { return dns.TypeToString[t] }
 
+// Lookup returns host's addresses, IPv4 first: an IP literal as it is,
+// RFC 6761 localhost names as loopback (see Localhost), anything else from
+// A then AAAA queries, whose results are returned too (nil when no query
+// was needed) so that callers can record them.
+func (c *Client) Lookup(ctx context.Context, host string) ([]netip.Addr, []*Result) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip}, nil
+	}
+	if ips, ok := Localhost(host); ok {
+		return ips, nil
+	}
+	var ips []netip.Addr
+	var results []*Result
+	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		res := c.Query(ctx, host, t)
+		results = append(results, res)
+		ips = append(ips, res.Addrs()...)
+	}
+	return ips, results
+}
+
 // Localhost answers RFC 6761's special names: "localhost" and every name
 // under it are loopback, whatever a DNS server says (clients' stub
 // resolvers never ask one). The default config publishes "localhost" and

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"sync"
 
 	"mailconf/config"
@@ -69,7 +67,7 @@ func newMail(ctx context.Context, cfg *config.Config, cm *certs.Manager, m *metr
 			Metrics:         m,
 		}
 	}
-	auth := smtpAuth{ms.auth}
+	auth := delivery.Auth{Authenticator: ms.auth}
 	if cfg.Listen.SMTP != "" {
 		srv, err := mailsmtp.NewMX(smtpCfg(), d, d)
 		if err != nil {
@@ -145,19 +143,4 @@ func (ms *mail) ensureDemo(ctx context.Context, cfg *config.Config, w io.Writer)
 			cfg.Domains[0].Name, pw, cfg.Domains[0].Name)
 	}
 	return nil
-}
-
-// smtpAuth adapts the shared authenticator to the SMTP package, which wants
-// the canonical address and its own error for a failed login.
-type smtpAuth struct{ a *accounts.Authenticator }
-
-func (x smtpAuth) Authenticate(ctx context.Context, protocol string, remote netip.Addr, user, pass string) (string, error) {
-	acct, err := x.a.Authenticate(ctx, protocol, remote, user, pass)
-	if errors.Is(err, accounts.ErrAuthFailed) {
-		return "", mailsmtp.ErrAuthFailed
-	}
-	if err != nil {
-		return "", err
-	}
-	return acct.Address, nil
 }

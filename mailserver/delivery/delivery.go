@@ -2,7 +2,7 @@
 // with a mailbox here go to their INBOX, every other recipient of submitted
 // mail goes to the outbound queue, all in one durable store transaction
 // before the client gets its 250. It implements smtp.Sink and
-// smtp.Recipients.
+// smtp.Recipients, and Auth gives the listeners the shared authenticator.
 package delivery
 
 import (

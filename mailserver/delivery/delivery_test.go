@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/smtp"
 	"net/textproto"
 	"strings"
@@ -30,21 +29,6 @@ const (
 	alicePass = "alice-secret-pw"
 	bobPass   = "bob-secret-pw1"
 )
-
-// authAdapter turns the shared authenticator's account into the address the
-// SMTP package wants.
-type authAdapter struct{ a *accounts.Authenticator }
-
-func (x authAdapter) Authenticate(ctx context.Context, protocol string, remote netip.Addr, user, pass string) (string, error) {
-	acct, err := x.a.Authenticate(ctx, protocol, remote, user, pass)
-	if errors.Is(err, accounts.ErrAuthFailed) {
-		return "", mailsmtp.ErrAuthFailed
-	}
-	if err != nil {
-		return "", err
-	}
-	return acct.Address, nil
-}
 
 type fixture struct {
 	cfg      *config.Config
@@ -106,7 +90,7 @@ name = "example.test"
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth := authAdapter{accounts.NewAuthenticator(st, cfg, accounts.AuthOptions{Logger: log})}
+	auth := Auth{accounts.NewAuthenticator(st, cfg, accounts.AuthOptions{Logger: log})}
 	sub, err := mailsmtp.NewSubmission(scfg, auth, d, d, false)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 
 	"mailconf/config"
@@ -94,30 +95,37 @@ func newMail(ctx context.Context, cfg *config.Config, cm *certs.Manager, m *metr
 		if err != nil {
 			return nil, err
 		}
-		stop := once(srv.Shutdown)
-		if cfg.Listen.IMAP != "" {
-			ms.units = append(ms.units, unit{name: "imap", addr: cfg.Listen.IMAP, serve: srv.Serve, stop: stop})
-		}
-		if cfg.Listen.IMAPS != "" {
-			ms.units = append(ms.units, unit{name: "imaps", addr: cfg.Listen.IMAPS, serve: srv.ServeTLS, stop: stop})
-		}
+		ms.addPair(srv, "imap", cfg.Listen.IMAP, "imaps", cfg.Listen.IMAPS)
 	}
 	if cfg.Listen.POP3 != "" || cfg.Listen.POP3S != "" {
 		// One server for both ports, so that one maildrop lock covers them.
-		srv, err := pop3.New(pop3.Config{Hostname: cfg.Hostname, TLS: tlsConfig, Logger: log, Metrics: m}, st, ms.auth)
+		srv, err := pop3.New(pop3.Config{Hostname: cfg.Hostname, TLS: tlsConfig, Logger: log.With("service", "pop3"), Metrics: m}, st, ms.auth)
 		if err != nil {
 			return nil, err
 		}
-		stop := once(srv.Shutdown)
-		if cfg.Listen.POP3 != "" {
-			ms.units = append(ms.units, unit{name: "pop3", addr: cfg.Listen.POP3, serve: srv.Serve, stop: stop})
-		}
-		if cfg.Listen.POP3S != "" {
-			ms.units = append(ms.units, unit{name: "pop3s", addr: cfg.Listen.POP3S, serve: srv.ServeTLS, stop: stop})
-		}
+		ms.addPair(srv, "pop3", cfg.Listen.POP3, "pop3s", cfg.Listen.POP3S)
 	}
 	ok = true
 	return ms, nil
+}
+
+// pairServer is a server with a plain (STARTTLS) and an implicit-TLS port.
+type pairServer interface {
+	Serve(net.Listener) error
+	ServeTLS(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// addPair adds the units of the enabled ports of one server, which both
+// share (and stop once).
+func (ms *mail) addPair(srv pairServer, plain, plainAddr, implicit, implicitAddr string) {
+	stop := once(srv.Shutdown)
+	if plainAddr != "" {
+		ms.units = append(ms.units, unit{name: plain, addr: plainAddr, serve: srv.Serve, stop: stop})
+	}
+	if implicitAddr != "" {
+		ms.units = append(ms.units, unit{name: implicit, addr: implicitAddr, serve: srv.ServeTLS, stop: stop})
+	}
 }
 
 // once makes a shared server's Shutdown safe to call from each of its

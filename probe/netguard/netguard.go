@@ -170,6 +170,20 @@ type Dialer struct {
 	PortMap map[int]int
 }
 
+// control checks the address the socket is about to connect to, so that
+// nothing reaches a refused address whatever resolved or redirected to it.
+// The port was checked in its logical form before PortMap; here the
+// address is what matters.
+func (d *Dialer) control(host string, port int) func(network, address string, _ syscall.RawConn) error {
+	return func(network, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("netguard: parse %q: %w", address, err)
+		}
+		return d.Policy.Check(host, netip.AddrPortFrom(ap.Addr(), uint16(port)))
+	}
+}
+
 // DialIP connects to ip:port for host. The policy is checked on the logical
 // port first and on the address again inside Control, at connect time.
 func (d *Dialer) DialIP(ctx context.Context, host string, ip netip.Addr, port int) (net.Conn, error) {
@@ -185,18 +199,7 @@ func (d *Dialer) DialIP(ctx context.Context, host string, ip netip.Addr, port in
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	nd := net.Dialer{
-		Timeout: timeout,
-		Control: func(network, address string, _ syscall.RawConn) error {
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil {
-				return fmt.Errorf("netguard: parse %q: %w", address, err)
-			}
-			// The port was checked in its logical form; here the address is
-			// what matters.
-			return d.Policy.Check(host, netip.AddrPortFrom(ap.Addr(), uint16(port)))
-		},
-	}
+	nd := net.Dialer{Timeout: timeout, Control: d.control(host, port)}
 	conn, err := nd.DialContext(ctx, "tcp", net.JoinHostPort(ip.String(), strconv.Itoa(dialPort)))
 	if err != nil {
 		return nil, err

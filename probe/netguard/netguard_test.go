@@ -69,3 +69,25 @@ func TestAllowances(t *testing.T) {
 		t.Errorf("unrestricted: %v", err)
 	}
 }
+
+// TestConnectTimeCheck: the socket-level hook refuses a forbidden address
+// by itself, for the address actually being connected to.
+func TestConnectTimeCheck(t *testing.T) {
+	d := &Dialer{Policy: Policy{AllowHosts: []string{"own.example"}}}
+	for _, tc := range []struct {
+		host, addr string
+		ok         bool
+	}{
+		{"mail.example.com", "169.254.169.254:993", false},
+		{"mail.example.com", "127.0.0.1:993", false},
+		{"mail.example.com", "[::1]:993", false},
+		{"mail.example.com", "10.1.2.3:993", false},
+		{"mail.example.com", "93.184.216.34:993", true}, // only checked, never dialled
+		{"own.example", "127.0.0.1:993", true},
+	} {
+		err := d.control(tc.host, 993)("tcp", tc.addr, nil)
+		if (err == nil) != tc.ok {
+			t.Errorf("control(%s, %s) = %v, want ok=%v", tc.host, tc.addr, err, tc.ok)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,10 @@ type Service struct {
 	// counters holds the request counter of every format and common status,
 	// resolved once: Count runs on every request.
 	counters map[counterKey]prometheus.Counter
+	// bodies recycles answer buffers: net/http has copied a body once
+	// Write returns, and a fresh buffer per answer was most of the
+	// garbage the configuration handlers made.
+	bodies sync.Pool
 }
 
 type counterKey struct {
@@ -53,6 +58,31 @@ func (s *Service) Register(e *echo.Echo) {
 	e.GET("/api/v1/settings", s.handleSettingsJSON)
 	e.HEAD("/api/v1/settings", s.handleSettingsJSON)
 }
+
+// WriteBody answers with the bytes build appends to an empty buffer, under
+// the given Content-Type and Cache-Control. The headers are set as
+// net/http stores them, which saves canonicalising and copying them.
+func (s *Service) WriteBody(c echo.Context, status int, contentType, cacheControl string, build func([]byte) []byte) error {
+	bp, _ := s.bodies.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	body := build((*bp)[:0])
+	w := c.Response()
+	hdr := w.Header()
+	hdr["Content-Type"] = []string{contentType}
+	hdr["Cache-Control"] = []string{cacheControl}
+	w.WriteHeader(status)
+	_, err := w.Write(body)
+	if cap(body) <= maxPooledBody {
+		*bp = body
+		s.bodies.Put(bp)
+	}
+	return err
+}
+
+// maxPooledBody keeps one unusually large answer from pinning its buffer.
+const maxPooledBody = 64 << 10
 
 // Metric labels for AutoconfigRequests, one per format.
 const (

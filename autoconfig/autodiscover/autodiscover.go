@@ -8,7 +8,6 @@
 package autodiscover
 
 import (
-	"bytes"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -40,15 +40,12 @@ const loginSlot = "<?mailconf-login?>"
 // Handler answers POX and v2 JSON Autodiscover requests.
 type Handler struct {
 	svc      *autoconfig.Service
-	docs     map[string]*document // POX settings by A-label domain
-	json     map[string][]byte    // v2 AutodiscoverV1 answer by domain
-	serverID uint32               // the Error/@Id value
+	docs     map[string]*autoconfig.Slotted // POX settings by A-label domain
+	json     map[string][]byte              // v2 AutodiscoverV1 answer by domain
+	serverID uint32                         // the Error/@Id value
 	now      func() time.Time
-}
-
-type document struct {
-	parts [][]byte
-	size  int
+	// requests recycles request body buffers (see readBody).
+	requests sync.Pool
 }
 
 // New marshals the POX settings and the v2 JSON answer of every domain in
@@ -57,7 +54,7 @@ func New(svc *autoconfig.Service) (*Handler, error) {
 	if svc == nil || svc.Catalog == nil {
 		return nil, errors.New("autodiscover: New needs a Service with a Catalog")
 	}
-	h := &Handler{svc: svc, docs: map[string]*document{}, json: map[string][]byte{}, now: time.Now}
+	h := &Handler{svc: svc, docs: map[string]*autoconfig.Slotted{}, json: map[string][]byte{}, now: time.Now}
 	id := fnv.New32a()
 	for _, st := range svc.Catalog.Domains() {
 		d, err := prepare(st)
@@ -121,10 +118,13 @@ func rewrite(path, canonical string, exact bool) (string, bool) {
 	if exact && len(path) != len(canonical) {
 		return "", false
 	}
+	if path[:len(canonical)] == canonical {
+		return path, true // already canonical: no new string
+	}
 	return canonical + path[len(canonical):], true
 }
 
-func prepare(st *autoconfig.Settings) (*document, error) {
+func prepare(st *autoconfig.Settings) (*autoconfig.Slotted, error) {
 	login := &slot{Raw: loginSlot}
 	acct := &account{AccountType: "email", Action: "settings"}
 	for _, p := range []autoconfig.Protocol{autoconfig.IMAP, autoconfig.POP3, autoconfig.SMTP} {
@@ -175,15 +175,7 @@ func prepare(st *autoconfig.Settings) (*document, error) {
 	if err != nil {
 		return nil, err
 	}
-	parts := bytes.Split(b, []byte(loginSlot))
-	if len(parts)-1 != len(acct.Protocols) {
-		return nil, fmt.Errorf("found %d login slots, want %d", len(parts)-1, len(acct.Protocols))
-	}
-	d := &document{parts: parts}
-	for _, p := range parts {
-		d.size += len(p)
-	}
-	return d, nil
+	return autoconfig.NewSlotted(b, loginSlot, len(acct.Protocols))
 }
 
 // encryption maps the neutral security mode: SSL is implicit TLS, TLS is
@@ -206,22 +198,6 @@ func marshal(doc responseDoc) ([]byte, error) {
 	return append(out, '\n'), nil
 }
 
-func (d *document) render(login string) ([]byte, error) {
-	var esc bytes.Buffer
-	if err := xml.EscapeText(&esc, []byte(login)); err != nil {
-		return nil, fmt.Errorf("autodiscover: escape login name: %w", err)
-	}
-	s := esc.Bytes()
-	out := make([]byte, 0, d.size+(len(d.parts)-1)*len(s))
-	for i, p := range d.parts {
-		if i > 0 {
-			out = append(out, s...)
-		}
-		out = append(out, p...)
-	}
-	return out, nil
-}
-
 func (h *Handler) servePOX(c echo.Context) error {
 	req := c.Request()
 	if req.Method != http.MethodPost {
@@ -231,9 +207,8 @@ func (h *Handler) servePOX(c echo.Context) error {
 		c.Response().Header().Set(echo.HeaderAllow, http.MethodPost)
 		return c.Blob(http.StatusMethodNotAllowed, echo.MIMETextPlainCharsetUTF8, []byte("POST an Autodiscover request to this URL\n"))
 	}
-	// MaxBytesReader also makes the server close the connection instead
-	// of draining an oversized body.
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, maxBody))
+	bp, body, err := h.readBody(c)
+	defer h.requests.Put(bp)
 	if err != nil {
 		return h.poxError(c, http.StatusOK, &requestError{Code: codeInvalidRequest, Reason: "reading body: " + err.Error()})
 	}
@@ -254,14 +229,47 @@ func (h *Handler) servePOX(c echo.Context) error {
 	if !ok || t.Addr == nil {
 		return h.poxError(c, http.StatusNotFound, &requestError{Code: codeAddressNotFound, Reason: "domain not prepared"})
 	}
-	out, err := d.render(t.Settings.LoginName(*t.Addr))
-	if err != nil {
-		return h.poxError(c, http.StatusOK, &requestError{Code: codeInvalidRequest, Reason: err.Error()})
-	}
+	login := t.Settings.LoginName(*t.Addr)
 	h.svc.Count(autoconfig.FormatAutodiscover, http.StatusOK)
-	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.Blob(http.StatusOK, contentTypeXML, out)
+	return h.svc.WriteBody(c, http.StatusOK, contentTypeXML, "no-store", func(b []byte) []byte { return d.AppendTo(b, login) })
 }
+
+// readBody reads the request body, up to maxBody, into a recycled buffer:
+// nothing parsed from it outlives the request (the parsers copy what they
+// keep). The caller puts bp back when done with body.
+func (h *Handler) readBody(c echo.Context) (bp *[]byte, body []byte, err error) {
+	bp, _ = h.requests.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	if cap(*bp) < minBodyBuffer {
+		*bp = make([]byte, 0, minBodyBuffer)
+	}
+	// MaxBytesReader also makes the server close the connection instead
+	// of draining an oversized body.
+	r := http.MaxBytesReader(c.Response(), c.Request().Body, maxBody)
+	b := (*bp)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, rerr := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+	}
+	*bp = b[:0]
+	return bp, b, err
+}
+
+// minBodyBuffer holds the request Outlook and Thunderbird send (about
+// 350 bytes) with room to spare.
+const minBodyBuffer = 2 << 10
 
 // poxError answers with an Autodiscover error document. 600/601 are
 // provider errors (Response in the outer namespace); 500 is an account

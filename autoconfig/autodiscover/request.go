@@ -182,6 +182,10 @@ func newDecoder(body []byte) *xml.Decoder {
 // parameters and casing. A missing header is tolerated: the body is still
 // parsed strictly.
 func checkContentType(ct string) *requestError {
+	switch ct {
+	case "text/xml", "text/xml; charset=utf-8", "application/xml", "application/xml; charset=utf-8":
+		return nil // what clients send, without mime's parameter map
+	}
 	if strings.TrimSpace(ct) == "" {
 		return nil
 	}

@@ -48,14 +48,7 @@ const usernameSlot = "<?mailconf-username?>"
 // Handler serves the autoconfig document of every served domain.
 type Handler struct {
 	svc  *autoconfig.Service
-	docs map[string]*document // by A-label domain
-}
-
-// document is one domain's marshalled config, split at the username slots.
-type document struct {
-	settings *autoconfig.Settings
-	parts    [][]byte // len(parts)-1 username slots
-	size     int
+	docs map[string]*autoconfig.Slotted // by A-label domain
 }
 
 // New marshals the document of every domain in svc's catalog.
@@ -63,7 +56,7 @@ func New(svc *autoconfig.Service) (*Handler, error) {
 	if svc == nil || svc.Catalog == nil {
 		return nil, fmt.Errorf("thunderbird: New needs a Service with a Catalog")
 	}
-	h := &Handler{svc: svc, docs: map[string]*document{}}
+	h := &Handler{svc: svc, docs: map[string]*autoconfig.Slotted{}}
 	for _, st := range svc.Catalog.Domains() {
 		d, err := prepare(st)
 		if err != nil {
@@ -82,7 +75,7 @@ func (h *Handler) Register(e *echo.Echo) {
 	}
 }
 
-func prepare(st *autoconfig.Settings) (*document, error) {
+func prepare(st *autoconfig.Settings) (*autoconfig.Slotted, error) {
 	if len(st.Incoming) == 0 || len(st.Outgoing) == 0 {
 		// Thunderbird rejects a file without both (formats.md §1.5 item 6).
 		return nil, fmt.Errorf("needs at least one incoming and one outgoing server")
@@ -96,15 +89,7 @@ func prepare(st *autoconfig.Settings) (*document, error) {
 	buf.WriteString(xml.Header)
 	buf.Write(body)
 	buf.WriteByte('\n')
-	parts := bytes.Split(buf.Bytes(), []byte(usernameSlot))
-	if want := slotCount(cfg); len(parts)-1 != want {
-		return nil, fmt.Errorf("found %d username slots, want %d", len(parts)-1, want)
-	}
-	d := &document{settings: st, parts: parts}
-	for _, p := range parts {
-		d.size += len(p)
-	}
-	return d, nil
+	return autoconfig.NewSlotted(buf.Bytes(), usernameSlot, slotCount(cfg))
 }
 
 func build(st *autoconfig.Settings) *clientConfig {
@@ -187,23 +172,6 @@ func loginName(t autoconfig.Target) string {
 	return placeholderAddress
 }
 
-// render splices the escaped login name into the prepared document.
-func (d *document) render(login string) ([]byte, error) {
-	var esc bytes.Buffer
-	if err := xml.EscapeText(&esc, []byte(login)); err != nil {
-		return nil, fmt.Errorf("thunderbird: escape login name: %w", err)
-	}
-	slot := esc.Bytes()
-	out := make([]byte, 0, d.size+(len(d.parts)-1)*len(slot))
-	for i, p := range d.parts {
-		if i > 0 {
-			out = append(out, slot...)
-		}
-		out = append(out, p...)
-	}
-	return out, nil
-}
-
 func (h *Handler) serve(c echo.Context) error {
 	req := c.Request()
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
@@ -211,7 +179,7 @@ func (h *Handler) serve(c echo.Context) error {
 		c.Response().Header().Set(echo.HeaderAllow, "GET, HEAD")
 		return c.Blob(http.StatusMethodNotAllowed, echo.MIMETextPlainCharsetUTF8, []byte("method not allowed\n"))
 	}
-	t, err := h.svc.Resolve(c.QueryParam("emailaddress"), req.Host)
+	t, err := h.svc.Resolve(autoconfig.QueryValue(req.URL.RawQuery, "emailaddress"), req.Host)
 	if err != nil {
 		status := autoconfig.TargetStatus(err)
 		h.svc.Logger.Debug("autoconfig request refused", "format", autoconfig.FormatThunderbird, "host", req.Host, "status", status, "err", err)
@@ -223,21 +191,15 @@ func (h *Handler) serve(c echo.Context) error {
 		// config; a miss means the domain is not served by this handler.
 		return h.fail(c, http.StatusNotFound)
 	}
-	body, err := d.render(loginName(t))
-	if err != nil {
-		h.svc.Logger.Error("autoconfig render", "domain", t.Settings.Domain, "err", err)
-		return h.fail(c, http.StatusBadRequest)
-	}
-	hdr := c.Response().Header()
-	if t.Addr != nil {
-		// The body carries the caller's address: keep it out of caches.
-		hdr.Set("Cache-Control", "no-store")
-	} else {
-		hdr.Set("Cache-Control", "public, max-age=3600")
-		hdr.Set("Vary", "Host")
+	login := loginName(t)
+	// The body carries the caller's address: keep it out of caches.
+	cache := "no-store"
+	if t.Addr == nil {
+		cache = "public, max-age=3600"
+		c.Response().Header().Set("Vary", "Host")
 	}
 	h.svc.Count(autoconfig.FormatThunderbird, http.StatusOK)
-	return c.Blob(http.StatusOK, contentType, body)
+	return h.svc.WriteBody(c, http.StatusOK, contentType, cache, func(b []byte) []byte { return d.AppendTo(b, login) })
 }
 
 // fail answers with a fixed plain-text message: nothing from the request is

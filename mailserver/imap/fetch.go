@@ -86,7 +86,7 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, set goimap.NumSet, opts *goi
 	// A helper goroutine opens the next messages' files (and reads their
 	// header blocks) while this one encodes and writes: on two cores the
 	// open system calls and the response encoding overlap.
-	ready, stop := prepareMessages(ctx, ss.srv, ts, needFull)
+	ready, stop, recycle := prepareMessages(ctx, ss.srv, ts, needFull)
 	defer stop()
 	for p := range ready {
 		m, err := p.m, p.err
@@ -101,6 +101,7 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, set goimap.NumSet, opts *goi
 		}
 		err = ss.fetchOne(w, p.t, m, opts, markSeen, buf)
 		m.close()
+		recycle(m.data) // written out: the encoder copied it
 		if err != nil {
 			return err
 		}
@@ -118,12 +119,24 @@ type prepared struct {
 	err error
 }
 
-// prepareMessages opens (needFull) or reads the header block of each
+// prepareMessages loads (needFull) or reads the header block of each
 // visible target in order, ahead of the caller. stop must be called; it
-// ends the goroutine and closes what the caller did not consume.
-func prepareMessages(ctx context.Context, srv *Server, ts []target, needFull bool) (<-chan prepared, func()) {
+// ends the goroutine and closes what the caller did not consume. The
+// caller hands each loaded body back through recycle once written, so a
+// FETCH of many messages reuses a few buffers instead of one per message.
+func prepareMessages(ctx context.Context, srv *Server, ts []target, needFull bool) (ready <-chan prepared, stop func(), recycle func([]byte)) {
 	ctx, cancel := context.WithCancel(ctx)
 	ch := make(chan prepared, fetchPrepDepth)
+	free := make(chan []byte, fetchPrepDepth+2)
+	recycle = func(b []byte) {
+		if b == nil {
+			return
+		}
+		select {
+		case free <- b[:0]:
+		default:
+		}
+	}
 	go func() {
 		defer close(ch)
 		for i := range ts {
@@ -134,7 +147,12 @@ func prepareMessages(ctx context.Context, srv *Server, ts []target, needFull boo
 			m := &message{srv: srv, e: &t.e}
 			var err error
 			if needFull {
-				err = m.load()
+				var buf []byte
+				select {
+				case buf = <-free:
+				default:
+				}
+				err = m.load(buf)
 			} else {
 				_, err = m.header()
 				// The header is all this FETCH needs.
@@ -153,7 +171,7 @@ func prepareMessages(ctx context.Context, srv *Server, ts []target, needFull boo
 		for p := range ch {
 			p.m.close()
 		}
-	}
+	}, recycle
 }
 
 // message gives lazy access to one message's bytes for FETCH and SEARCH:
@@ -184,19 +202,19 @@ func (m *message) open() (*io.SectionReader, error) {
 // larger ones are copied from the file by the writer.
 const maxPreload = 64 << 10
 
-// load reads a small body into memory and closes its file, so the
-// goroutine writing the response only copies bytes.
-func (m *message) load() error {
-	sr, err := m.open()
-	if err != nil || sr.Size() > maxPreload {
+// load reads a small body into buf (reused when large enough), so the
+// goroutine writing the response only copies bytes; a larger body is
+// opened and copied from its file by the writer.
+func (m *message) load(buf []byte) error {
+	if m.e.Size > maxPreload {
+		_, err := m.open()
 		return err
 	}
-	data := make([]byte, sr.Size())
-	if _, err := sr.ReadAt(data, 0); err != nil && !(errors.Is(err, io.EOF) && len(data) == 0) {
-		m.err = fmt.Errorf("imap: read body: %w", err)
-		return m.err
+	data, err := m.srv.st.ReadEntry(*m.e, buf)
+	if err != nil {
+		m.err = err
+		return err
 	}
-	m.close()
 	m.data, m.sr = data, io.NewSectionReader(bytes.NewReader(data), 0, int64(len(data)))
 	return nil
 }

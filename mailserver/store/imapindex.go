@@ -133,6 +133,16 @@ func (s *Store) OpenEntry(e IndexEntry) (*Body, error) {
 	return &Body{SectionReader: io.NewSectionReader(f, 0, e.Size), f: f}, nil
 }
 
+// ReadEntry reads the whole body an entry names into buf (grown when too
+// small) and returns it; ErrNotFound as OpenEntry. It is the way to read
+// many small bodies: no file object per body.
+func (s *Store) ReadEntry(e IndexEntry, buf []byte) ([]byte, error) {
+	if !validBlobName(e.blob) {
+		return buf[:0], fmt.Errorf("store: read entry: corrupt body reference %q", e.blob)
+	}
+	return s.msgFD.readBlob(e.blob, e.Size, buf[:0])
+}
+
 // FlagUpdate is the result of UpdateFlags.
 type FlagUpdate struct {
 	// Messages holds the resulting metadata of every existing target, in
@@ -165,17 +175,20 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, uids []uint32,
 			return fmt.Errorf("store: update flags: %w", err)
 		}
 		res.Before, res.After = uint64(hms), uint64(hms)
-		rows, err := selectRows(ctx, tx, mailboxID, uids)
+		rows, complete, err := scanRows(ctx, tx, mailboxID, uids, false)
 		if err != nil {
 			return err
 		}
 		// Changed rows are grouped by their new flags and each group is
 		// written by one UPDATE over a JSON list of UIDs: a STORE on a
-		// whole mailbox mostly yields one or two groups.
+		// whole mailbox mostly yields one or two groups. A group that is
+		// every message from its first UID to its last (the usual STORE
+		// 1:*) is written by a range instead.
 		groups := map[string][]uint32{}
+		span := map[string][2]int{} // first and last index in rows
 		var order []string
 		lists := map[string][]string{}
-		for _, r := range rows {
+		for i, r := range rows {
 			old := decodeFlags(r.flags)
 			nf := old.apply(op, arg)
 			if len(nf) > maxFlags {
@@ -198,18 +211,31 @@ func (s *Store) UpdateFlags(ctx context.Context, mailboxID int64, uids []uint32,
 				}
 				if _, ok := groups[enc]; !ok {
 					order = append(order, enc)
+					span[enc] = [2]int{i, i}
 				}
 				groups[enc] = append(groups[enc], r.uid)
+				span[enc] = [2]int{span[enc][0], i}
 				modseq = res.After
 			}
 			res.Messages = append(res.Messages, MessageInfo{UID: r.uid, Flags: l, Size: r.size, InternalDate: timeFromNano(r.date), ModSeq: modseq})
 		}
 		for _, enc := range order {
-			uidList, err := json.Marshal(groups[enc])
+			nf := decodeFlags(enc)
+			g, sp := groups[enc], span[enc]
+			if complete && sp[1]-sp[0]+1 == len(g) {
+				// Within this write transaction nothing else adds rows, so
+				// the range is exactly the group.
+				if _, err := tx.ExecContext(ctx, `UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ?
+					WHERE mailbox_id = ? AND uid BETWEEN ? AND ?`,
+					enc, nf.has(FlagSeen), nf.has(FlagDeleted), int64(res.After), mailboxID, int64(g[0]), int64(g[len(g)-1])); err != nil {
+					return fmt.Errorf("store: update flags: %w", err)
+				}
+				continue
+			}
+			uidList, err := json.Marshal(g)
 			if err != nil {
 				return fmt.Errorf("store: update flags: %w", err)
 			}
-			nf := decodeFlags(enc)
 			if _, err := tx.ExecContext(ctx, `UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ?
 				WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))`,
 				enc, nf.has(FlagSeen), nf.has(FlagDeleted), int64(res.After), mailboxID, string(uidList)); err != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -176,5 +177,107 @@ func TestUpdateFlags(t *testing.T) {
 	}
 	if _, err := s.UpdateFlags(ctx, 999999, []uint32{1}, FlagsAdd, []string{FlagSeen}); !errors.Is(err, ErrNoMailbox) {
 		t.Fatalf("no mailbox: %v", err)
+	}
+}
+
+// TestReadEntry: ReadEntry returns what OpenEntry reads, reuses a buffer
+// that is large enough, and refuses a body file that has lost bytes, a
+// missing file (ErrNotFound) and a corrupt reference.
+func TestReadEntry(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	a := newAccount(t, s, "read@example.com")
+	in := mbox(t, s, a.ID, Inbox)
+	bodies := []string{"Subject: a\r\n\r\nshort\r\n", "Subject: b\r\n\r\n" + strings.Repeat("longer body line\r\n", 500)}
+	for _, b := range bodies {
+		if _, err := s.Append(ctx, in.ID, strings.NewReader(b), AppendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := s.IndexChanges(ctx, in.ID, 0)
+	if err != nil || len(d.Changed) != 2 {
+		t.Fatalf("IndexChanges: %+v %v", d, err)
+	}
+	buf := make([]byte, 0, 64)
+	for i, e := range d.Changed {
+		got, err := s.ReadEntry(e, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != bodies[i] {
+			t.Errorf("ReadEntry(%d) = %q", e.UID, got)
+		}
+		if i == 0 && &got[0] != &buf[:1][0] {
+			t.Error("a buffer large enough was not reused")
+		}
+	}
+	// A body file shorter than the index says is an error, not a short
+	// message served as if whole.
+	short := d.Changed[1]
+	if err := os.Truncate(s.blobPath(short.blob), 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadEntry(short, nil); err == nil || errors.Is(err, ErrNotFound) {
+		t.Errorf("truncated body: %v", err)
+	}
+	if err := os.Remove(s.blobPath(short.blob)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadEntry(short, nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing body: %v, want ErrNotFound", err)
+	}
+	bad := d.Changed[0]
+	bad.blob = "../../etc/passwd"
+	if _, err := s.ReadEntry(bad, nil); err == nil {
+		t.Error("a corrupt body reference was read")
+	}
+}
+
+// TestUpdateFlagsRanges: a group of changed messages is written by a UID
+// range only when it is every message of that range; a set with gaps, a
+// message whose flags do not change in the middle, and messages outside
+// the set keep exactly their flags.
+func TestUpdateFlagsRanges(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	a := newAccount(t, s, "ranges@example.com")
+	in := mbox(t, s, a.ID, Inbox)
+	for i := 0; i < 8; i++ {
+		if _, err := s.Append(ctx, in.ID, strings.NewReader("Subject: x\r\n\r\nbody\r\n"), AppendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flagged := func() []uint32 {
+		t.Helper()
+		msgs, err := s.MessagesBetween(ctx, in.ID, 1, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []uint32
+		for _, m := range msgs {
+			if slices.Contains(m.Flags, FlagFlagged) {
+				out = append(out, m.UID)
+			}
+		}
+		return out
+	}
+	steps := []struct {
+		uids []uint32
+		op   FlagOp
+		want []uint32
+	}{
+		{[]uint32{2, 4, 6}, FlagsAdd, []uint32{2, 4, 6}},                         // gaps: a list
+		{[]uint32{1, 2, 3, 4, 5, 6, 7}, FlagsAdd, []uint32{1, 2, 3, 4, 5, 6, 7}}, // 2, 4, 6 unchanged amid the change
+		{[]uint32{3, 4, 5}, FlagsRemove, []uint32{1, 2, 6, 7}},                   // a whole range
+		{[]uint32{1, 2, 3, 4, 5, 6, 7, 8}, FlagsRemove, nil},                     // changes at both ends only
+		{[]uint32{8, 7, 6, 6}, FlagsAdd, []uint32{6, 7, 8}},                      // unsorted, repeated
+	}
+	for i, st := range steps {
+		if _, err := s.UpdateFlags(ctx, in.ID, st.uids, st.op, []string{FlagFlagged}); err != nil {
+			t.Fatal(err)
+		}
+		if got := flagged(); !slices.Equal(got, st.want) {
+			t.Fatalf("step %d: flagged %v, want %v", i, got, st.want)
+		}
 	}
 }

@@ -383,36 +383,50 @@ type msgRow struct {
 // selectRows returns the existing rows among uids (any order, duplicates
 // allowed) in UID order.
 func selectRows(ctx context.Context, tx *sql.Tx, mailboxID int64, uids []uint32) ([]msgRow, error) {
+	rows, _, err := scanRows(ctx, tx, mailboxID, uids, true)
+	return rows, err
+}
+
+// scanRows is selectRows with a choice: without the blob column (flag
+// changes do not need it), and reporting whether every message in the
+// scanned UID range was wanted (then a range stands for the set).
+func scanRows(ctx context.Context, tx *sql.Tx, mailboxID int64, uids []uint32, withBlob bool) (out []msgRow, complete bool, err error) {
 	if len(uids) == 0 {
-		return nil, nil
+		return nil, true, nil
 	}
 	want := slices.Clone(uids)
 	slices.Sort(want)
 	want = slices.Compact(want)
+	cols := `uid, '', size, internal_date, flags, modseq`
+	if withBlob {
+		cols = `uid, blob, size, internal_date, flags, modseq`
+	}
 	// One range scan, filtered here: IMAP sets are mostly ranges, and this
 	// keeps the SQL free of huge IN lists.
-	rows, err := tx.QueryContext(ctx, `SELECT uid, blob, size, internal_date, flags, modseq FROM messages
+	rows, err := tx.QueryContext(ctx, `SELECT `+cols+` FROM messages
 		WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid`, mailboxID, int64(want[0]), int64(want[len(want)-1]))
 	if err != nil {
-		return nil, fmt.Errorf("store: select messages: %w", err)
+		return nil, false, fmt.Errorf("store: select messages: %w", err)
 	}
 	defer rows.Close()
-	var out []msgRow
+	complete = true
 	for rows.Next() {
 		var r msgRow
 		var uid int64
 		if err := rows.Scan(&uid, &r.blob, &r.size, &r.date, &r.flags, &r.modseq); err != nil {
-			return nil, fmt.Errorf("store: select messages: %w", err)
+			return nil, false, fmt.Errorf("store: select messages: %w", err)
 		}
 		r.uid = uint32(uid)
 		if _, ok := slices.BinarySearch(want, r.uid); ok {
 			out = append(out, r)
+		} else {
+			complete = false
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: select messages: %w", err)
+		return nil, false, fmt.Errorf("store: select messages: %w", err)
 	}
-	return out, nil
+	return out, complete, nil
 }
 
 func uidsIn(ctx context.Context, tx *sql.Tx, mailboxID int64) ([]uint32, error) {

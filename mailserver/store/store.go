@@ -74,8 +74,9 @@ type Options struct {
 type Store struct {
 	dir     string
 	msgDir  string
-	w       *sql.DB // one connection, BEGIN IMMEDIATE
-	r       *sql.DB // read pool, query_only
+	msgFD   msgDirFD // msgDir, for ReadEntry
+	w       *sql.DB  // one connection, BEGIN IMMEDIATE
+	r       *sql.DB  // read pool, query_only
 	maxSize int64
 	log     *slog.Logger
 	now     func() time.Time
@@ -113,6 +114,15 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if err := s.makeDirs(); err != nil {
 		return nil, err
 	}
+	if s.msgFD, err = openMsgDir(s.msgDir); err != nil {
+		return nil, err
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			s.msgFD.close()
+		}
+	}()
 	dbPath := filepath.Join(abs, DBName)
 	base := "file:" + (&url.URL{Path: dbPath}).EscapedPath() +
 		"?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
@@ -132,6 +142,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", dbPath, err)
 	}
 	s.r.SetMaxOpenConns(8)
+	opened = true // from here on Close releases everything
 	if err := s.collectGarbage(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -142,7 +153,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 // Close releases the database handles. Watch channels are not closed; their
 // owners cancel them.
 func (s *Store) Close() error {
-	var errs []error
+	errs := []error{s.msgFD.close()}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}

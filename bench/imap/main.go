@@ -6,9 +6,16 @@
 // Phase 1, one client per server over a mailbox of n messages: APPEND (one
 // message per command, LITERAL+ since both servers advertise it, so each
 // APPEND is a single write and the delayed-ACK trap of mailserver.md §7.2
-// cannot occur; Go's TCP_NODELAY is on), SELECT, FETCH of header fields
-// for all messages, FETCH of all whole bodies, STORE +FLAGS on all, and two
-// SEARCHes (flag criteria; a SUBJECT search that reads every header).
+// cannot occur; Go's TCP_NODELAY is on) fills both mailboxes. Then -rounds
+// rounds, the servers taking turns (and swapping who goes first every
+// round), each run SELECT, FETCH of header fields for all messages, FETCH
+// of all whole bodies (-passes times), STORE on all (+FLAGS \Flagged in
+// odd rounds, -FLAGS in even ones, so every round changes every message),
+// and two SEARCHes (the flag state the STORE left; a SUBJECT search that
+// reads every header), these through a wire-level client (raw.go) whose
+// own cost is small beside either server's. Each figure is the median
+// over the rounds: the machine's speed drifts over a run, and turns
+// within one round see the same drift.
 //
 // Phase 2: -idle connections log in, SELECT INBOX and IDLE; one more
 // client APPENDs a message and the bench measures the time until every
@@ -43,13 +50,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"mailconf/config"
@@ -68,7 +75,8 @@ func main() {
 	serve := flag.String("serve", "", "internal: run mailconf's IMAP server on this data directory")
 	n := flag.Int("n", 10000, "messages in the mailbox")
 	idle := flag.Int("idle", 1000, "IDLE connections")
-	passes := flag.Int("passes", 5, "FETCH of whole bodies is repeated this many times, so the phase lasts long enough to measure")
+	passes := flag.Int("passes", 5, "FETCH of whole bodies is repeated this many times per round, so the phase lasts long enough to measure")
+	rounds := flag.Int("rounds", 5, "rounds of the read and STORE phases, servers taking turns; figures are medians")
 	dovecot := flag.String("dovecot", "127.0.0.1:10143", "Dovecot anchor address (empty: skip)")
 	profile := flag.String("profile", "", "run mailconf in this process and write one CPU profile per phase (and a heap profile of the IDLE phase) into this directory")
 	flag.Parse()
@@ -79,7 +87,11 @@ func main() {
 		}
 		return
 	}
-	if err := run(*n, *idle, *passes, *dovecot, *profile); err != nil {
+	if *rounds < 1 || *passes < 1 || *n < 1 {
+		fmt.Fprintln(os.Stderr, "imap bench: -n, -passes and -rounds must be at least 1")
+		os.Exit(2)
+	}
+	if err := run(*n, *idle, *passes, *rounds, *dovecot, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "imap bench:", err)
 		os.Exit(1)
 	}
@@ -144,7 +156,7 @@ type target struct {
 	profile                string // directory for per-phase CPU profiles (in-process server only)
 }
 
-func run(n, idle, fetchPasses int, dovecot, profile string) error {
+func run(n, idle, fetchPasses, rounds int, dovecot, profile string) error {
 	dir, err := os.MkdirTemp("", "imapbench-")
 	if err != nil {
 		return err
@@ -170,7 +182,7 @@ func run(n, idle, fetchPasses int, dovecot, profile string) error {
 		exec.Command("/work/shared/baselines/dovecot-anchor.sh", "reset").Run()
 		targets = append(targets, target{"dovecot", dovecot, benchUser, dovecotPass, dovecotPids, ""})
 	}
-	return runTargets(targets, n, idle, fetchPasses)
+	return runTargets(targets, n, idle, fetchPasses, rounds)
 }
 
 // startChild runs mailconf in a child process, so its memory figures are
@@ -193,16 +205,50 @@ func startChild(dir string) (target, func(), error) {
 		func() []int { return []int{child.Process.Pid} }, ""}, stop, nil
 }
 
-func runTargets(targets []target, n, idle, fetchPasses int) error {
-	fmt.Printf("IMAP benchmark: %d messages, %d IDLE connections; Go imapclient, TCP_NODELAY on, LITERAL+ APPEND, plaintext on loopback, fsync on both\n\n", n, idle)
-	results := map[string]map[string]float64{}
+func runTargets(targets []target, n, idle, fetchPasses, rounds int) error {
+	fmt.Printf("IMAP benchmark: %d messages, %d IDLE connections; APPEND, SELECT and IDLE through Go's imapclient, the other phases through a wire-level client; TCP_NODELAY on, LITERAL+ APPEND, plaintext on loopback, fsync on both; medians of %d rounds\n\n", n, idle, rounds)
+	samples := map[string]map[string][]float64{}
 	var phases []string
-	for _, tg := range targets {
-		res, order, err := mailboxPhases(tg, n, fetchPasses)
+	clients := make([]*imapclient.Client, len(targets))
+	for i, tg := range targets {
+		c, err := dial(tg, nil)
 		if err != nil {
 			return fmt.Errorf("%s: %w", tg.name, err)
 		}
-		results[tg.name], phases = res, order
+		defer c.Close()
+		clients[i] = c
+		samples[tg.name] = map[string][]float64{}
+		b := bench{tg: tg, c: c, n: n, res: samples[tg.name]}
+		if err := b.populate(); err != nil {
+			return fmt.Errorf("%s: %w", tg.name, err)
+		}
+		phases = b.order
+	}
+	for r := 0; r < rounds; r++ {
+		for k := range targets {
+			i := k
+			if r%2 == 1 {
+				i = len(targets) - 1 - k // the other server goes first
+			}
+			tg := targets[i]
+			b := bench{tg: tg, c: clients[i], n: n, res: samples[tg.name]}
+			if r == rounds-1 {
+				b.profile = tg.profile // the last round: caches warm as in service
+			}
+			if err := b.rounds(r, fetchPasses); err != nil {
+				return fmt.Errorf("%s round %d: %w", tg.name, r+1, err)
+			}
+			if r == 0 && i == 0 {
+				phases = append(phases, b.order...)
+			}
+		}
+	}
+	results := map[string]map[string]float64{}
+	for name, m := range samples {
+		results[name] = map[string]float64{}
+		for p, v := range m {
+			results[name][p] = median(v)
+		}
 	}
 	fmt.Printf("%-28s", "phase (ops/s)")
 	for _, tg := range targets {
@@ -217,7 +263,7 @@ func runTargets(targets []target, n, idle, fetchPasses int) error {
 		for _, tg := range targets {
 			fmt.Printf("%14.0f", results[tg.name][p])
 		}
-		if len(targets) == 2 && results["dovecot"][p] > 0 {
+		if len(targets) == 2 && results["dovecot"][p] > 0 && results["mailconf"][p] > 0 {
 			fmt.Printf("%13.2fx", results["mailconf"][p]/results["dovecot"][p])
 		}
 		fmt.Println()
@@ -252,44 +298,48 @@ func message(i int) string {
 		"Date: Mon, 02 Jan 2006 15:04:05 +0000\r\nMessage-ID: <b%d@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n%s", i, i, i, i, body)
 }
 
-func mailboxPhases(tg target, n, fetchPasses int) (map[string]float64, []string, error) {
-	c, err := dial(tg, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer c.Close()
-	res := map[string]float64{}
-	var order []string
-	timed := func(name string, ops int, fn func() error) error {
-		if tg.profile != "" {
-			f, err := os.Create(filepath.Join(tg.profile, profileName(name)+".cpu"))
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if err := pprof.StartCPUProfile(f); err != nil {
-				return err
-			}
-		}
-		start := time.Now()
-		err := fn()
-		d := time.Since(start)
-		if tg.profile != "" {
-			pprof.StopCPUProfile()
-		}
+// bench runs the phases of one round against one server.
+type bench struct {
+	tg      target
+	c       *imapclient.Client
+	n       int
+	res     map[string][]float64 // samples by phase
+	order   []string
+	profile string // per-phase CPU profiles into this directory
+}
+
+func (b *bench) timed(name string, ops int, fn func() error) error {
+	if b.profile != "" {
+		f, err := os.Create(filepath.Join(b.profile, profileName(name)+".cpu"))
 		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			return err
 		}
-		res[name] = float64(ops) / d.Seconds()
-		order = append(order, name)
-		fmt.Fprintf(os.Stderr, "%s %s: %v\n", tg.name, name, d.Round(time.Millisecond))
-		return nil
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
 	}
-	all := goimap.SeqSet{goimap.SeqRange{Start: 1, Stop: 0}}
-	err = timed("APPEND (msgs/s)", n, func() error {
-		for i := 0; i < n; i++ {
+	start := time.Now()
+	err := fn()
+	d := time.Since(start)
+	if b.profile != "" {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	b.res[name] = append(b.res[name], float64(ops)/d.Seconds())
+	b.order = append(b.order, name)
+	fmt.Fprintf(os.Stderr, "%s %s: %v\n", b.tg.name, name, d.Round(time.Millisecond))
+	return nil
+}
+
+// populate fills the mailbox, one APPEND per message.
+func (b *bench) populate() error {
+	return b.timed("APPEND (msgs/s)", b.n, func() error {
+		for i := 0; i < b.n; i++ {
 			m := message(i)
-			cmd := c.Append("INBOX", int64(len(m)), nil)
+			cmd := b.c.Append("INBOX", int64(len(m)), nil)
 			io.WriteString(cmd, m)
 			cmd.Close()
 			if _, err := cmd.Wait(); err != nil {
@@ -298,10 +348,12 @@ func mailboxPhases(tg target, n, fetchPasses int) (map[string]float64, []string,
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, nil, err
-	}
-	err = timed("SELECT (selects/s)", 10, func() error {
+}
+
+// rounds runs round r's phases over the populated mailbox.
+func (b *bench) rounds(r, fetchPasses int) error {
+	c, n := b.c, b.n
+	err := b.timed("SELECT (selects/s)", 10, func() error {
 		for i := 0; i < 10; i++ {
 			sel, err := c.Select("INBOX", nil).Wait()
 			if err != nil {
@@ -314,73 +366,87 @@ func mailboxPhases(tg target, n, fetchPasses int) (map[string]float64, []string,
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	hdr := &goimap.FetchItemBodySection{Specifier: goimap.PartSpecifierHeader, HeaderFields: []string{"From", "To", "Subject", "Date", "Message-ID"}, Peek: true}
-	err = timed("FETCH headers (msgs/s)", n, func() error {
-		msgs, err := c.Fetch(all, &goimap.FetchOptions{UID: true, Flags: true, RFC822Size: true, InternalDate: true,
-			BodySection: []*goimap.FetchItemBodySection{hdr}}).Collect()
-		if err == nil && len(msgs) != n {
-			err = fmt.Errorf("got %d", len(msgs))
+	rc, err := dialRaw(b.tg)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	fetch := func(items string, wantBytes bool) error {
+		st, err := rc.run("FETCH 1:* "+items, "FETCH")
+		if err == nil && st.responses != n {
+			err = fmt.Errorf("%d FETCH responses, want %d", st.responses, n)
+		}
+		if err == nil && wantBytes && st.literal < int64(n)*1000 {
+			err = fmt.Errorf("only %d bytes of bodies", st.literal)
 		}
 		return err
+	}
+	err = b.timed("FETCH headers (msgs/s)", n, func() error {
+		return fetch("(UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (From To Subject Date Message-ID)])", false)
 	})
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	body := &goimap.FetchItemBodySection{Peek: true}
-	err = timed("FETCH bodies (msgs/s)", n*fetchPasses, func() error {
+	err = b.timed("FETCH bodies (msgs/s)", n*fetchPasses, func() error {
 		for pass := 0; pass < fetchPasses; pass++ {
-			var count int
-			cmd := c.Fetch(all, &goimap.FetchOptions{UID: true, BodySection: []*goimap.FetchItemBodySection{body}})
-			for m := cmd.Next(); m != nil; m = cmd.Next() {
-				if _, err := m.Collect(); err != nil {
-					return err
-				}
-				count++
-			}
-			if err := cmd.Close(); err != nil {
+			if err := fetch("(UID BODY.PEEK[])", true); err != nil {
 				return err
-			}
-			if count != n {
-				return fmt.Errorf("got %d", count)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	err = timed("STORE +FLAGS (msgs/s)", n, func() error {
-		_, err := c.Store(all, &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagFlagged}}, nil).Collect()
+	// Every round changes every message's flags: +FLAGS in the first,
+	// -FLAGS in the next, and so on.
+	store, search := "+FLAGS.SILENT (\\Flagged)", "FLAGGED UNSEEN"
+	if r%2 == 1 {
+		store, search = "-FLAGS.SILENT (\\Flagged)", "UNFLAGGED UNSEEN"
+	}
+	err = b.timed("STORE flags (msgs/s)", n, func() error {
+		_, err := rc.run("STORE 1:* "+store, "")
 		return err
 	})
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	err = timed("SEARCH flags (msgs/s)", 10*n, func() error {
+	err = b.timed("SEARCH flags (msgs/s)", 10*n, func() error {
 		for i := 0; i < 10; i++ {
-			d, err := c.Search(&goimap.SearchCriteria{Flag: []goimap.Flag{goimap.FlagFlagged}, NotFlag: []goimap.Flag{goimap.FlagSeen}}, nil).Wait()
+			st, err := rc.run("SEARCH "+search, "SEARCH")
 			if err != nil {
 				return err
 			}
-			if len(d.AllSeqNums()) != n {
-				return fmt.Errorf("SEARCH FLAGGED: %d", len(d.AllSeqNums()))
+			if st.numbers != n {
+				return fmt.Errorf("SEARCH %s: %d matches, want %d", search, st.numbers, n)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	err = timed("SEARCH SUBJECT (msgs/s)", n, func() error {
-		d, err := c.Search(&goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "Subject", Value: "number " + strconv.Itoa(n/2) + ""}}}, nil).Wait()
-		if err == nil && len(d.AllSeqNums()) < 1 {
+	return b.timed("SEARCH SUBJECT (msgs/s)", n, func() error {
+		st, err := rc.run(`SEARCH SUBJECT "number `+strconv.Itoa(n/2)+`"`, "SEARCH")
+		if err == nil && st.numbers < 1 {
 			err = fmt.Errorf("SEARCH SUBJECT found nothing")
 		}
 		return err
 	})
-	return res, order, err
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func idlePhase(tg target, k int) error {

@@ -50,7 +50,13 @@ func (sel *selection) resolveLocked(set goimap.NumSet) []target {
 	switch set := set.(type) {
 	case goimap.SeqSet:
 		max := sel.clientMaxLocked()
-		var out []target
+		n := 0 // sized up front, as for UIDs below
+		for _, r := range set {
+			if start, stop := staticRange(r.Start, r.Stop, max); start != 0 {
+				n += int(min(uint64(len(entries)), uint64(stop-start)+1))
+			}
+		}
+		out := make([]target, 0, min(n, len(entries)))
 		for _, r := range set {
 			start, stop := staticRange(r.Start, r.Stop, max)
 			if start == 0 {
@@ -71,7 +77,20 @@ func (sel *selection) resolveLocked(set goimap.NumSet) []target {
 		return slices.CompactFunc(out, func(a, b target) bool { return a.seq == b.seq })
 	case goimap.UIDSet:
 		max := sel.mb.maxUIDLocked()
-		var out []target
+		// Sized up front (SEARCH resolves 1:* every time, and a mailbox of
+		// 10,000 messages otherwise regrows the slice a dozen times); a
+		// range holds at most as many messages as UIDs and as entries
+		// from its start on.
+		n := 0
+		for _, r := range set {
+			start, stop := staticRange(uint32(r.Start), uint32(r.Stop), max)
+			if start == 0 {
+				continue
+			}
+			i, _ := sel.mb.indexOf(start)
+			n += int(min(uint64(len(entries)-i), uint64(stop-start)+1))
+		}
+		out := make([]target, 0, min(n, len(entries)))
 		for _, r := range set {
 			start, stop := staticRange(uint32(r.Start), uint32(r.Stop), max)
 			if start == 0 {

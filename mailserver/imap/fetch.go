@@ -145,18 +145,32 @@ func prepareMessages(ctx context.Context, srv *Server, ts []target, needFull boo
 				continue
 			}
 			m := &message{srv: srv, e: &t.e}
+			var buf []byte
+			select {
+			case buf = <-free:
+			default:
+			}
 			var err error
 			if needFull {
-				var buf []byte
-				select {
-				case buf = <-free:
-				default:
-				}
 				err = m.load(buf)
 			} else {
-				_, err = m.header()
+				if _, cached := srv.hdrs.get(t.e.BodyKey()); !cached && t.e.Size <= maxPreload {
+					// A first FETCH of headers: reading the small body
+					// whole is one read into a recycled buffer, cheaper
+					// than an open file and reads up to the blank line.
+					err = m.load(buf)
+				}
+				if err == nil {
+					_, err = m.header() // a copy goes to the cache
+				}
 				// The header is all this FETCH needs.
 				m.close()
+				if m.data != nil {
+					recycle(m.data)
+					m.data, m.sr = nil, nil
+				} else {
+					recycle(buf)
+				}
 			}
 			select {
 			case ch <- prepared{t: t, m: m, err: err}:

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # bench/http: mailconf's configuration answers against nginx serving the same
 # bytes as static files, in the same run, with wrk (64 keep-alive
-# connections, 2 threads). Prints requests/s, p99 latency and the ratio.
+# connections, 2 threads). Prints requests/s, p99 latency and the ratio,
+# and the same for a control: a bare Go net/http server answering with
+# the same bytes (bench/http/floor), the most any Go HTTP server can
+# reach in that run.
 #
 # usage: bench/http/run.sh            (DURATION=10s CONNS=64 THREADS=2)
 # Needs: wrk, nginx (Debian packages wrk, nginx-light), go.
@@ -14,6 +17,7 @@ work=$(mktemp -d /tmp/mailconf-bench-http.XXXXXX)
 chmod 755 "$work" # nginx workers run as an unprivileged user
 mc_port=18480
 ng_port=18481
+fl_port=18482
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -24,6 +28,7 @@ trap cleanup EXIT
 for tool in wrk nginx go; do command -v $tool >/dev/null || { echo "bench/http: $tool is missing (apt-get install wrk nginx-light)" >&2; exit 2; }; done
 
 go build -o "$work/mailconf" ./cmd/mailconf
+go build -o "$work/floor" ./bench/http/floor
 cat > "$work/mailconf.toml" <<CFG
 data_dir = "$work/data"
 hostname = "mail.example.test"
@@ -91,13 +96,20 @@ measure() {
   echo "$rps $p99"
 }
 
-printf '%-28s %12s %10s %12s %10s %8s\n' workload mailconf_rps p99_ms nginx_rps p99_ms ratio
-for w in "GET config-v1.1.xml|/mail/config-v1.1.xml?emailaddress=u@example.test|" \
-         "POST autodiscover.xml|/autodiscover/autodiscover.xml|$work/post.lua"; do
-  IFS='|' read -r name path script <<<"$w"
+printf '%-28s %12s %10s %12s %10s %8s %12s %10s %8s\n' workload mailconf_rps p99_ms nginx_rps p99_ms ratio floor_rps p99_ms ratio
+for w in "GET config-v1.1.xml|/mail/config-v1.1.xml?emailaddress=u@example.test||mail/config-v1.1.xml" \
+         "POST autodiscover.xml|/autodiscover/autodiscover.xml|$work/post.lua|autodiscover/response.xml"; do
+  IFS='|' read -r name path script file <<<"$w"
+  "$work/floor" "127.0.0.1:$fl_port" "$work/nginx/root/$file" &
+  fl_pid=$!
+  pids+=($fl_pid)
+  for _ in $(seq 1 50); do curl -fs -o /dev/null "http://127.0.0.1:$fl_port/" && break; sleep 0.1; done
   read -r ng_rps ng_p99 < <(measure "nginx $name" "http://127.0.0.1:$ng_port$path" "$script")
   read -r mc_rps mc_p99 < <(measure "mailconf $name" "http://127.0.0.1:$mc_port$path" "$script")
+  read -r fl_rps fl_p99 < <(measure "floor $name" "http://127.0.0.1:$fl_port$path" "$script")
+  kill "$fl_pid"; wait "$fl_pid" 2>/dev/null || true
   ratio=$(awk -v a="$mc_rps" -v b="$ng_rps" 'BEGIN {printf "%.2f", a/b}')
-  printf '%-28s %12.0f %10.2f %12.0f %10.2f %8s\n' "$name" "$mc_rps" "$mc_p99" "$ng_rps" "$ng_p99" "$ratio"
+  fl_ratio=$(awk -v a="$fl_rps" -v b="$ng_rps" 'BEGIN {printf "%.2f", a/b}')
+  printf '%-28s %12.0f %10.2f %12.0f %10.2f %8s %12.0f %10.2f %8s\n' "$name" "$mc_rps" "$mc_p99" "$ng_rps" "$ng_p99" "$ratio" "$fl_rps" "$fl_p99" "$fl_ratio"
 done
 echo "targets: ratio >= 0.70, mailconf p99 < 5 ms"

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"slices"
 	"sort"
@@ -759,5 +760,52 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("closed after %v", d)
+	}
+}
+
+// TestFetchManyBodies: a FETCH of more messages than the preparing
+// goroutine runs ahead, of sizes that shrink and grow (so recycled body
+// buffers are reused both ways) and one larger than maxPreload (served
+// from its file), returns every body byte-exact and every header field
+// from the cold and the warm header path alike.
+func TestFetchManyBodies(t *testing.T) {
+	e := newEnv(t)
+	c := e.alice()
+	sizes := []int{3000, 200, 9000, 50, maxPreload + 5000, 700, 12000, 1, 4000}
+	var want []string
+	for i := 0; i < 4*fetchPrepDepth; i++ {
+		n := sizes[i%len(sizes)]
+		m := fmt.Sprintf("Subject: message %d\r\nFrom: s%d@example.org\r\n\r\n", i, i) +
+			strings.Repeat(fmt.Sprintf("%c", 'a'+i%26), n) + "\r\n"
+		appendMsg(t, c, "INBOX", m, nil)
+		want = append(want, m)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	all := goimap.SeqSet{goimap.SeqRange{Start: 1, Stop: 0}}
+	hdr := &goimap.FetchItemBodySection{Specifier: goimap.PartSpecifierHeader, HeaderFields: []string{"Subject"}, Peek: true}
+	for pass := 0; pass < 2; pass++ { // cold, then from the header cache
+		got, err := c.Fetch(all, &goimap.FetchOptions{BodySection: []*goimap.FetchItemBodySection{hdr}}).Collect()
+		if err != nil || len(got) != len(want) {
+			t.Fatalf("pass %d: FETCH headers: %d messages, %v", pass, len(got), err)
+		}
+		for i, m := range got {
+			if w := fmt.Sprintf("Subject: message %d\r\n\r\n", i); string(m.FindBodySection(hdr)) != w {
+				t.Errorf("pass %d: message %d header fields %q, want %q", pass, i+1, m.FindBodySection(hdr), w)
+			}
+		}
+	}
+	body := &goimap.FetchItemBodySection{Peek: true}
+	for pass := 0; pass < 2; pass++ {
+		got, err := c.Fetch(all, &goimap.FetchOptions{BodySection: []*goimap.FetchItemBodySection{body}}).Collect()
+		if err != nil || len(got) != len(want) {
+			t.Fatalf("pass %d: FETCH bodies: %d messages, %v", pass, len(got), err)
+		}
+		for i, m := range got {
+			if string(m.FindBodySection(body)) != want[i] {
+				t.Errorf("pass %d: message %d body differs (%d bytes, want %d)", pass, i+1, len(m.FindBodySection(body)), len(want[i]))
+			}
+		}
 	}
 }

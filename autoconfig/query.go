@@ -7,7 +7,8 @@ import (
 
 // maxQueryParams is net/url's default cap on query parameters: past it,
 // url.ParseQuery (and so echo's QueryParam) yields nothing, and so does
-// QueryValue.
+// QueryValue. (GODEBUG=urlmaxqueryparams moves net/url's cap, not this
+// one; configuration requests carry one or two parameters.)
 const maxQueryParams = 10000
 
 // QueryValue returns the first value of key in a raw URL query, decoded as

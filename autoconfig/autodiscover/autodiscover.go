@@ -246,8 +246,9 @@ func (h *Handler) readBody(c echo.Context) (bp *[]byte, body []byte, err error) 
 		*bp = make([]byte, 0, minBodyBuffer)
 	}
 	// MaxBytesReader also makes the server close the connection instead
-	// of draining an oversized body.
-	r := http.MaxBytesReader(c.Response(), c.Request().Body, maxBody)
+	// of draining an oversized body, but only when given net/http's own
+	// writer (it recognises that type), not echo's wrapper.
+	r := http.MaxBytesReader(c.Response().Writer, c.Request().Body, maxBody)
 	b := (*bp)[:0]
 	for {
 		if len(b) == cap(b) {

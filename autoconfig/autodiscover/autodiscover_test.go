@@ -637,3 +637,26 @@ func BenchmarkAutodiscover(b *testing.B) {
 		}
 	}
 }
+
+// TestPOXOversizedBodyClosesConnection: the server answers an oversized
+// request and closes the connection rather than reading the rest of the
+// body to keep the connection alive.
+func TestPOXOversizedBodyClosesConnection(t *testing.T) {
+	f := newFixture(t)
+	for _, size := range []int{maxBody / 2, 4 * maxBody} {
+		req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/autodiscover/autodiscover.xml", bytes.NewReader(bytes.Repeat([]byte(" "), size)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "text/xml")
+		resp, err := f.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if oversized := size > maxBody; resp.Close != oversized {
+			t.Errorf("%d-byte body: Connection: close = %v, want %v", size, resp.Close, oversized)
+		}
+	}
+}

@@ -32,8 +32,9 @@
 // its processes.
 //
 // Profiling: -profile DIR runs mailconf inside this process (so the
-// client's work shows too) and writes one CPU profile per phase and a heap
-// profile of the IDLE phase into DIR; IMAPBENCH_SERVER_CPUPROFILE=FILE
+// client's work shows too) and writes one CPU profile per phase (APPEND,
+// then the other phases of the last round, when caches are warm as in
+// service) and a heap profile of the IDLE phase into DIR; IMAPBENCH_SERVER_CPUPROFILE=FILE
 // makes the child server write a CPU profile of its whole run.
 package main
 
@@ -78,7 +79,7 @@ func main() {
 	passes := flag.Int("passes", 5, "FETCH of whole bodies is repeated this many times per round, so the phase lasts long enough to measure")
 	rounds := flag.Int("rounds", 5, "rounds of the read and STORE phases, servers taking turns; figures are medians")
 	dovecot := flag.String("dovecot", "127.0.0.1:10143", "Dovecot anchor address (empty: skip)")
-	profile := flag.String("profile", "", "run mailconf in this process and write one CPU profile per phase (and a heap profile of the IDLE phase) into this directory")
+	profile := flag.String("profile", "", "run mailconf in this process and write a CPU profile of APPEND and of each phase of the last round (and a heap profile of the IDLE phase) into this directory")
 	flag.Parse()
 	if *serve != "" {
 		if err := runServer(*serve); err != nil {
@@ -218,7 +219,7 @@ func runTargets(targets []target, n, idle, fetchPasses, rounds int) error {
 		defer c.Close()
 		clients[i] = c
 		samples[tg.name] = map[string][]float64{}
-		b := bench{tg: tg, c: c, n: n, res: samples[tg.name]}
+		b := bench{tg: tg, c: c, n: n, res: samples[tg.name], profile: tg.profile}
 		if err := b.populate(); err != nil {
 			return fmt.Errorf("%s: %w", tg.name, err)
 		}

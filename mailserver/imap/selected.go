@@ -53,7 +53,7 @@ func (sel *selection) resolveLocked(set goimap.NumSet) []target {
 		n := 0 // sized up front, as for UIDs below
 		for _, r := range set {
 			if start, stop := staticRange(r.Start, r.Stop, max); start != 0 {
-				n += int(min(uint64(len(entries)), uint64(stop-start)+1))
+				n = min(n+int(min(uint64(len(entries)), uint64(stop-start)+1)), len(entries))
 			}
 		}
 		out := make([]target, 0, min(n, len(entries)))
@@ -88,7 +88,7 @@ func (sel *selection) resolveLocked(set goimap.NumSet) []target {
 				continue
 			}
 			i, _ := sel.mb.indexOf(start)
-			n += int(min(uint64(len(entries)-i), uint64(stop-start)+1))
+			n = min(n+int(min(uint64(len(entries)-i), uint64(stop-start)+1)), len(entries))
 		}
 		out := make([]target, 0, min(n, len(entries)))
 		for _, r := range set {

@@ -281,3 +281,42 @@ func TestUpdateFlagsRanges(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseTwiceAndReadAfterClose: a second Close, and a ReadEntry after
+// Close, touch nothing the process has opened since (the message
+// directory's descriptor number may belong to another file by then).
+func TestCloseTwiceAndReadAfterClose(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAccount(t, s, "close@example.com")
+	in := mbox(t, s, a.ID, Inbox)
+	if _, err := s.Append(ctx, in.ID, strings.NewReader("Subject: c\r\n\r\nbody\r\n"), AppendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.IndexChanges(ctx, in.ID, 0)
+	if err != nil || len(d.Changed) != 1 {
+		t.Fatalf("IndexChanges: %+v %v", d, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Likely to be given the descriptor number the store just released.
+	other, err := os.CreateTemp(t.TempDir(), "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := s.ReadEntry(d.Changed[0], nil); err == nil {
+		t.Error("ReadEntry after Close succeeded")
+	}
+	if _, err := other.WriteString("still mine"); err != nil {
+		t.Fatalf("a file opened after Close was closed by the second Close: %v", err)
+	}
+}

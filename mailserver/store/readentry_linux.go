@@ -3,43 +3,56 @@ package store
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"syscall"
 )
 
 // msgDirFD is the message directory, open for openat: FETCH reads many
 // small bodies in a row, and an *os.File per body (open, fstat, the
-// File's allocations and cleanup, close) cost more than reading it.
-type msgDirFD struct{ fd int }
+// File's allocations and cleanup, close) cost more than reading it. It
+// is an *os.File so that a second Close, or a read racing Close, gets
+// os.ErrClosed instead of using a descriptor number the process may
+// already have reused.
+type msgDirFD struct{ f *os.File }
 
 func openMsgDir(path string) (msgDirFD, error) {
-	fd, err := retryEINTR(func() (int, error) {
-		return syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
-	})
+	f, err := os.Open(path)
 	if err != nil {
-		return msgDirFD{fd: -1}, fmt.Errorf("store: open message directory: %w", err)
+		return msgDirFD{}, fmt.Errorf("store: open message directory: %w", err)
 	}
-	return msgDirFD{fd: fd}, nil
+	return msgDirFD{f: f}, nil
 }
 
 func (d msgDirFD) close() error {
-	if d.fd < 0 {
-		return nil
+	if err := d.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+		return err
 	}
-	return syscall.Close(d.fd)
+	return nil
 }
 
 // readBlob reads the first size bytes of a body file into buf, grown as
-// needed, with three system calls and no allocation beyond buf.
+// needed: openat, pread and close, without a file object.
 func (d msgDirFD) readBlob(name string, size int64, buf []byte) ([]byte, error) {
-	fd, err := retryEINTR(func() (int, error) {
-		return syscall.Openat(d.fd, name[:2]+"/"+name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	})
-	if errors.Is(err, syscall.ENOENT) {
+	rc, err := d.f.SyscallConn()
+	if err != nil {
+		return buf, fmt.Errorf("store: message directory: %w", err)
+	}
+	fd := -1
+	var oerr error
+	// Control holds the directory open for the duration of the call.
+	if err := rc.Control(func(dir uintptr) {
+		fd, oerr = retryEINTR(func() (int, error) {
+			return syscall.Openat(int(dir), name[:2]+"/"+name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		})
+	}); err != nil {
+		return buf, fmt.Errorf("store: message directory: %w", err)
+	}
+	if errors.Is(oerr, syscall.ENOENT) {
 		return buf, fmt.Errorf("store: body %s: %w", name, ErrNotFound)
 	}
-	if err != nil {
-		return buf, fmt.Errorf("store: open body: %w", &os.PathError{Op: "openat", Path: name, Err: err})
+	if oerr != nil {
+		return buf, fmt.Errorf("store: open body: %w", &os.PathError{Op: "openat", Path: name, Err: oerr})
 	}
 	defer syscall.Close(fd)
 	if int64(cap(buf)) < size {
@@ -52,7 +65,7 @@ func (d msgDirFD) readBlob(name string, size int64, buf []byte) ([]byte, error) 
 			return buf[:0], fmt.Errorf("store: read body %s: %w", name, err)
 		}
 		if n == 0 {
-			return buf[:0], fmt.Errorf("store: read body %s: file has %d bytes, the index says %d", name, off, size)
+			return buf[:0], fmt.Errorf("store: read body %s: file has %d bytes, the index says %d: %w", name, off, size, io.ErrUnexpectedEOF)
 		}
 		off += n
 	}

@@ -16,7 +16,7 @@ type msgDirFD struct{ path string }
 
 func openMsgDir(path string) (msgDirFD, error) { return msgDirFD{path: path}, nil }
 
-func (d msgDirFD) close() error { return nil }
+func (d msgDirFD) close() error { return nil } // nothing held open
 
 func (d msgDirFD) readBlob(name string, size int64, buf []byte) ([]byte, error) {
 	f, err := os.Open(filepath.Join(d.path, name[:2], name))

@@ -259,7 +259,9 @@ func TestLongLine(t *testing.T) {
 	e := newEnv(t)
 	r := e.rawTLS()
 	r.login()
-	r.send("l1 NOOP " + strings.Repeat("a", 100000) + "\r\n")
+	// The server may hang up before it has read the whole line, and the
+	// write then fails with a reset: that is the behaviour under test.
+	r.sendLax("l1 NOOP " + strings.Repeat("a", 100000) + "\r\n")
 	if _, closed := r.closed(); !closed {
 		t.Error("100 KB command line did not end the connection")
 	}

@@ -64,16 +64,21 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, set goimap.NumSet, opts *goi
 			needFull = true
 		}
 	}
-	var buf []byte
+	sc := &fetchScratch{lower: map[*goimap.FetchItemBodySection][]string{}}
+	for _, bs := range opts.BodySection {
+		if len(bs.HeaderFields) > 0 {
+			sc.lower[bs] = lowerFieldNames(bs.HeaderFields)
+		}
+	}
 	if needFull {
-		buf = make([]byte, 32<<10)
+		sc.copyBuf = make([]byte, 32<<10)
 	}
 	if !needFull && !needHeader {
 		for i := range ts {
 			if ts[i].seq == 0 {
 				continue
 			}
-			if err := ss.fetchOne(w, &ts[i], &message{srv: ss.srv, e: &ts[i].e}, opts, markSeen, nil); err != nil {
+			if err := ss.fetchOne(w, &ts[i], &message{srv: ss.srv, e: &ts[i].e}, opts, markSeen, sc); err != nil {
 				return err
 			}
 		}
@@ -99,7 +104,7 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, set goimap.NumSet, opts *goi
 			m.close()
 			return internalErr("fetch", err)
 		}
-		err = ss.fetchOne(w, p.t, m, opts, markSeen, buf)
+		err = ss.fetchOne(w, p.t, m, opts, markSeen, sc)
 		m.close()
 		recycle(m.data) // written out: the encoder copied it
 		if err != nil {
@@ -268,7 +273,14 @@ func (m *message) close() {
 	}
 }
 
-func (ss *session) fetchOne(w *imapserver.FetchWriter, t *target, m *message, opts *goimap.FetchOptions, flags bool, buf []byte) error {
+// fetchScratch is what one FETCH command reuses from message to message.
+type fetchScratch struct {
+	copyBuf []byte                                    // io.CopyBuffer's, for bodies served from their file
+	lower   map[*goimap.FetchItemBodySection][]string // HEADER.FIELDS names, lower-cased once
+	fields  []byte                                    // the last HEADER.FIELDS answer
+}
+
+func (ss *session) fetchOne(w *imapserver.FetchWriter, t *target, m *message, opts *goimap.FetchOptions, flags bool, sc *fetchScratch) error {
 	rw := w.CreateMessage(t.seq)
 	info := &t.e
 	if opts.UID {
@@ -303,7 +315,7 @@ func (ss *session) fetchOne(w *imapserver.FetchWriter, t *target, m *message, op
 		}
 	}
 	for _, bs := range opts.BodySection {
-		if err := writeBodySection(rw, bs, m, buf); err != nil {
+		if err := writeBodySection(rw, bs, m, sc); err != nil {
 			return err
 		}
 	}
@@ -339,7 +351,7 @@ func (ss *session) fetchOne(w *imapserver.FetchWriter, t *target, m *message, op
 // those bytes, mailserver.md §1.5(4)); sub-parts and HEADER.FIELDS go
 // through the library's extractor, HEADER.FIELDS of the message itself
 // over the header block alone.
-func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBodySection, m *message, buf []byte) error {
+func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBodySection, m *message, sc *fetchScratch) error {
 	headerOnly := len(bs.Part) == 0 && bs.Specifier == goimap.PartSpecifierHeader
 	var hdr []byte
 	var body *io.SectionReader
@@ -366,7 +378,14 @@ func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBo
 		n = body.Size() - off
 	default:
 		if headerOnly && len(bs.HeaderFields) > 0 && len(bs.HeaderFieldsNot) == 0 && bs.Partial == nil {
-			if data, ok := headerFieldsFast(hdr, bs.HeaderFields); ok {
+			lower, ok := sc.lower[bs]
+			if !ok {
+				lower = lowerFieldNames(bs.HeaderFields)
+			}
+			// The encoder copies the answer, so the next message reuses
+			// its bytes.
+			if data, ok := appendHeaderFields(sc.fields[:0], hdr, lower); ok {
+				sc.fields = data
 				wc := rw.WriteBodySection(bs, int64(len(data)))
 				if _, err := wc.Write(data); err != nil {
 					wc.Close()
@@ -406,7 +425,10 @@ func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBo
 		// reader and copy buffer in between.
 		_, err = wc.Write(m.data[off : off+n])
 	default:
-		_, err = io.CopyBuffer(wc, io.NewSectionReader(body, off, n), buf)
+		if sc.copyBuf == nil {
+			sc.copyBuf = make([]byte, 32<<10)
+		}
+		_, err = io.CopyBuffer(wc, io.NewSectionReader(body, off, n), sc.copyBuf)
 	}
 	if err != nil {
 		wc.Close()

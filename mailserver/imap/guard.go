@@ -75,7 +75,19 @@ type guardConn struct {
 	// response.
 	batching bool
 	wbuf     []byte
+	// Write deadlines are applied when bytes go to the socket, not when
+	// the library asks: it sets one four times per FETCH response (30 s,
+	// 5 min around a literal, 30 s, none), each a runtime timer update,
+	// while its buffered writer reaches the socket once per many
+	// responses. wantWD is the library's latest wish, setWD what the
+	// socket has.
+	wantWD, setWD time.Time
 }
+
+// deadlineSlack is how much earlier than asked a write deadline may fall
+// so that a socket write need not move it: each response asks for
+// "30 s from now", a few microseconds after the last.
+const deadlineSlack = time.Second
 
 // batchFlushSize is the write size while batching.
 const batchFlushSize = 64 << 10
@@ -99,15 +111,15 @@ func (g *guardConn) endBatch() error {
 	g.batching = false
 	var err error
 	if len(g.wbuf) > 0 {
-		g.Conn.SetWriteDeadline(time.Now().Add(batchWriteTimeout))
+		g.setSocketWriteDeadline(time.Now().Add(batchWriteTimeout))
 		_, err = g.Conn.Write(g.wbuf)
-		g.Conn.SetWriteDeadline(time.Time{})
 	}
 	g.wbuf = nil
 	return err
 }
 
 func newGuard(c net.Conn, appendLimit int64, idleTimeout time.Duration, release func()) *guardConn {
+	c.SetWriteDeadline(time.Time{}) // so that setWD's zero is the truth
 	return &guardConn{
 		Conn:        c,
 		br:          bufio.NewReaderSize(c, 4096),
@@ -142,10 +154,47 @@ func (g *guardConn) SetReadDeadline(t time.Time) error {
 
 // SetDeadline applies the same cap to the read side.
 func (g *guardConn) SetDeadline(t time.Time) error {
-	if err := g.Conn.SetWriteDeadline(t); err != nil {
+	if err := g.SetWriteDeadline(t); err != nil {
 		return err
 	}
 	return g.SetReadDeadline(t)
+}
+
+// SetWriteDeadline records the deadline for the next write to the socket
+// (see wantWD).
+func (g *guardConn) SetWriteDeadline(t time.Time) error {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	g.wantWD = t
+	return nil
+}
+
+// applyWriteDeadline gives the socket the wanted write deadline before a
+// write, unless it already has one at most deadlineSlack earlier. Called
+// with wmu held.
+func (g *guardConn) applyWriteDeadline() {
+	want, set := g.wantWD, g.setWD
+	if want.Equal(set) {
+		return
+	}
+	if !want.IsZero() && !set.IsZero() && !want.Before(set) && want.Sub(set) <= deadlineSlack {
+		return
+	}
+	g.setSocketWriteDeadline(want)
+}
+
+// setSocketWriteDeadline sets the socket's write deadline now. Called
+// with wmu held.
+func (g *guardConn) setSocketWriteDeadline(t time.Time) {
+	g.Conn.SetWriteDeadline(t)
+	g.setWD = t
+}
+
+// writeSocket writes to the socket under the wanted deadline. Called with
+// wmu held.
+func (g *guardConn) writeSocket(p []byte) (int, error) {
+	g.applyWriteDeadline()
+	return g.Conn.Write(p)
 }
 
 func (g *guardConn) Read(p []byte) (int, error) {
@@ -355,7 +404,7 @@ func trailingLiteral(line string) (size int64, nonSync, ok bool) {
 func (g *guardConn) reply(s string) error {
 	g.wmu.Lock()
 	defer g.wmu.Unlock()
-	_, err := g.Conn.Write([]byte(s))
+	_, err := g.writeSocket([]byte(s))
 	return err
 }
 
@@ -364,7 +413,11 @@ func (g *guardConn) bye(text string) {
 	g.mu.Lock()
 	g.poisoned = true
 	g.mu.Unlock()
-	g.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	d := time.Now().Add(5 * time.Second)
+	// On the socket at once, without wmu: a write blocked on a client
+	// that does not read must give up within the same 5 s.
+	g.Conn.SetWriteDeadline(d)
+	g.SetWriteDeadline(d)
 	g.reply("* BYE " + text + "\r\n")
 	g.Close()
 }
@@ -398,7 +451,7 @@ func (g *guardConn) Write(p []byte) (int, error) {
 	if g.batching && !poison {
 		g.wbuf = append(g.wbuf, p...)
 		if len(g.wbuf) >= batchFlushSize {
-			_, err := g.Conn.Write(g.wbuf)
+			_, err := g.writeSocket(g.wbuf)
 			g.wbuf = g.wbuf[:0]
 			if err != nil {
 				return 0, err
@@ -407,13 +460,13 @@ func (g *guardConn) Write(p []byte) (int, error) {
 		return total, nil
 	}
 	if len(g.wbuf) > 0 {
-		_, err := g.Conn.Write(g.wbuf)
+		_, err := g.writeSocket(g.wbuf)
 		g.wbuf = g.wbuf[:0]
 		if err != nil {
 			return 0, err
 		}
 	}
-	if _, err := g.Conn.Write(p); err != nil {
+	if _, err := g.writeSocket(p); err != nil {
 		return 0, err
 	}
 	if poison {

@@ -14,6 +14,23 @@ import (
 // without a colon, an empty or invalid field name, no blank line at the
 // end); the caller then uses the library.
 func headerFieldsFast(hdr []byte, keep []string) (out []byte, ok bool) {
+	return appendHeaderFields(nil, hdr, lowerFieldNames(keep))
+}
+
+// lowerFieldNames lower-cases requested field names as the library does
+// (Unicode, so a non-ASCII request name that lower-cases to ASCII matches
+// as there).
+func lowerFieldNames(keep []string) []string {
+	lower := make([]string, len(keep))
+	for i, k := range keep {
+		lower[i] = strings.ToLower(k)
+	}
+	return lower
+}
+
+// appendHeaderFields is headerFieldsFast appending to dst, with the names
+// already lower-cased: a FETCH of many messages does both once.
+func appendHeaderFields(dst, hdr []byte, lower []string) (out []byte, ok bool) {
 	if len(hdr) < 2 || hdr[0] == ' ' || hdr[0] == '\t' {
 		return nil, false
 	}
@@ -21,19 +38,13 @@ func headerFieldsFast(hdr []byte, keep []string) (out []byte, ok bool) {
 		if string(hdr) != "\r\n" {
 			return nil, false
 		}
-		return []byte("\r\n"), true
+		return append(dst, '\r', '\n'), true
 	}
 	if !bytes.HasSuffix(hdr, []byte("\r\n\r\n")) {
 		return nil, false
 	}
-	lower := make([]string, len(keep))
-	for i, k := range keep {
-		// Unicode lower-casing as the library does, so a non-ASCII
-		// request name that lower-cases to ASCII matches as there.
-		lower[i] = strings.ToLower(k)
-	}
 	fields := hdr[:len(hdr)-2]
-	out = make([]byte, 0, 256)
+	out = dst
 	include := false
 	var keyBuf [64]byte
 	for i := 0; i < len(fields); {

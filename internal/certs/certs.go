@@ -51,7 +51,14 @@ func New(cfg *config.Config) (*Manager, error) {
 		m.certFile = File(cfg)
 		m.keyFile = filepath.Join(filepath.Dir(m.certFile), "selfsigned.key")
 		m.names = selfSignedNames(cfg)
-		if err := m.ensureSelfSigned(); err != nil {
+		// A usable certificate on disk is the one served: read it once.
+		if c, err := m.load(); err == nil && usable(c.Leaf, m.names) {
+			m.cert = c
+			return m, nil
+		}
+		// Missing, damaged, expiring or not covering a configured name:
+		// replace it rather than serve it.
+		if err := writeSelfSigned(m.certFile, m.keyFile, m.names); err != nil {
 			return nil, err
 		}
 	}
@@ -63,19 +70,28 @@ func New(cfg *config.Config) (*Manager, error) {
 
 // Reload reads the certificate files again (SIGHUP).
 func (m *Manager) Reload() error {
-	c, err := tls.LoadX509KeyPair(m.certFile, m.keyFile)
+	c, err := m.load()
 	if err != nil {
-		return fmt.Errorf("tls: load %s and %s: %w", m.certFile, m.keyFile, err)
-	}
-	if c.Leaf == nil {
-		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
-			return fmt.Errorf("tls: parse %s: %w", m.certFile, err)
-		}
+		return err
 	}
 	m.mu.Lock()
-	m.cert = &c
+	m.cert = c
 	m.mu.Unlock()
 	return nil
+}
+
+// load reads the certificate files, with Leaf set.
+func (m *Manager) load() (*tls.Certificate, error) {
+	c, err := tls.LoadX509KeyPair(m.certFile, m.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: load %s and %s: %w", m.certFile, m.keyFile, err)
+	}
+	if c.Leaf == nil { // GODEBUG x509keypairleaf=0
+		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("tls: parse %s: %w", m.certFile, err)
+		}
+	}
+	return &c, nil
 }
 
 // Current returns the certificate in use (with Leaf set).
@@ -129,18 +145,10 @@ func selfSignedNames(cfg *config.Config) []string {
 	return names
 }
 
-// ensureSelfSigned writes a new self-signed certificate unless a usable one
-// exists: it must cover every name and be valid for 30 more days.
-func (m *Manager) ensureSelfSigned() error {
-	if c, err := tls.LoadX509KeyPair(m.certFile, m.keyFile); err == nil {
-		leaf, err := x509.ParseCertificate(c.Certificate[0])
-		if err == nil && time.Until(leaf.NotAfter) > 30*24*time.Hour && covers(leaf, m.names) {
-			return nil
-		}
-	}
-	// Missing, damaged, expiring or not covering a configured name:
-	// replace it rather than serve it.
-	return writeSelfSigned(m.certFile, m.keyFile, m.names)
+// usable reports whether a self-signed certificate can be kept: it must
+// cover every name and be valid for 30 more days.
+func usable(leaf *x509.Certificate, names []string) bool {
+	return time.Until(leaf.NotAfter) > 30*24*time.Hour && covers(leaf, names)
 }
 
 func covers(leaf *x509.Certificate, names []string) bool {

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 )
 
 // This file holds what the IMAP server's in-memory mailbox index needs: the
@@ -118,19 +116,7 @@ func (s *Store) IndexChanges(ctx context.Context, mailboxID int64, since uint64)
 // A body shared with a copy elsewhere stays readable after its expunge
 // here; the IMAP server only opens entries of its current view.
 func (s *Store) OpenEntry(e IndexEntry) (*Body, error) {
-	if !validBlobName(e.blob) {
-		return nil, fmt.Errorf("store: open entry: corrupt body reference %q", e.blob)
-	}
-	f, err := os.Open(s.blobPath(e.blob))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("store: body %s: %w", e.blob, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: open body: %w", err)
-	}
-	// A body file never changes after its row commits, so the indexed
-	// size is the file's and no fstat is needed.
-	return &Body{SectionReader: io.NewSectionReader(f, 0, e.Size), f: f}, nil
+	return s.openBody(e.blob, e.Size)
 }
 
 // ReadEntry reads the whole body an entry names into buf (grown when too

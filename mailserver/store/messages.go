@@ -326,34 +326,33 @@ func (s *Store) queryMessages(ctx context.Context, q string, args ...any) ([]Mes
 // ranges, POP3 RETR). ErrNotFound if the UID does not exist.
 func (s *Store) OpenMessage(ctx context.Context, mailboxID int64, uid uint32) (*Body, error) {
 	var blob string
-	err := s.r.QueryRowContext(ctx, `SELECT blob FROM messages WHERE mailbox_id = ? AND uid = ?`, mailboxID, int64(uid)).Scan(&blob)
+	var size int64
+	err := s.r.QueryRowContext(ctx, `SELECT blob, size FROM messages WHERE mailbox_id = ? AND uid = ?`, mailboxID, int64(uid)).Scan(&blob, &size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: message %d/%d: %w", mailboxID, uid, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open message: %w", err)
 	}
-	return s.openBlob(blob)
+	return s.openBody(blob, size)
 }
 
-func (s *Store) openBlob(blob string) (*Body, error) {
+// openBody opens a body file by name. The size is the index's: a body file
+// never changes after its row commits, so no fstat is needed. ErrNotFound
+// if the file is gone (its last row was deleted after the caller read the
+// reference).
+func (s *Store) openBody(blob string, size int64) (*Body, error) {
 	if !validBlobName(blob) {
 		return nil, fmt.Errorf("store: corrupt body reference %q", blob)
 	}
 	f, err := os.Open(s.blobPath(blob))
 	if errors.Is(err, os.ErrNotExist) {
-		// Expunged between the lookup and the open.
 		return nil, fmt.Errorf("store: body %s: %w", blob, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open body: %w", err)
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("store: open body: %w", err)
-	}
-	return &Body{SectionReader: io.NewSectionReader(f, 0, fi.Size()), f: f}, nil
+	return &Body{SectionReader: io.NewSectionReader(f, 0, size), f: f}, nil
 }
 
 // ReadMessage returns a message body in full.

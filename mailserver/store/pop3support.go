@@ -2,10 +2,7 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 )
 
 // This file holds what the POP3 server needs beyond the general API: a
@@ -55,17 +52,5 @@ func (s *Store) MessageRefs(ctx context.Context, mailboxID int64) ([]MessageRef,
 // caller that must not serve such messages watches the mailbox (Watch,
 // Changes) and drops expunged refs.
 func (s *Store) OpenRef(ref MessageRef) (*Body, error) {
-	if ref.blob == "" {
-		return nil, errors.New("store: open ref: empty message reference")
-	}
-	f, err := os.Open(s.blobPath(ref.blob))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("store: body %s: %w", ref.blob, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: open body: %w", err)
-	}
-	// The size is the index's: a body file never changes after its row
-	// commits, so no fstat is needed.
-	return &Body{SectionReader: io.NewSectionReader(f, 0, ref.Size), f: f}, nil
+	return s.openBody(ref.blob, ref.Size)
 }

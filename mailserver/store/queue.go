@@ -183,14 +183,15 @@ func (s *Store) QueueSize(ctx context.Context) (int, error) {
 // OpenQueued opens a queued message's body.
 func (s *Store) OpenQueued(ctx context.Context, id int64) (*Body, error) {
 	var blob string
-	err := s.r.QueryRowContext(ctx, `SELECT blob FROM queue WHERE id = ?`, id).Scan(&blob)
+	var size int64
+	err := s.r.QueryRowContext(ctx, `SELECT blob, size FROM queue WHERE id = ?`, id).Scan(&blob, &size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: queue entry %d: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open queued: %w", err)
 	}
-	return s.openBlob(blob)
+	return s.openBody(blob, size)
 }
 
 // SetRecipientStatus records the outcome for one recipient: RcptDelivered

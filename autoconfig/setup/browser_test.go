@@ -28,7 +28,6 @@ var screenshot = flag.String("screenshot", "", "write the browser test's phone s
 // TestBrowser drives headless Chromium through the page as a person would:
 // open /, type the address, submit, read the settings, download the profile.
 func TestBrowser(t *testing.T) {
-	chromium := testutil.Tool(t, "chromium", "chromium")
 	s := startServer(t, func(e *echo.Echo, svc *autoconfig.Service) {
 		ap, err := apple.New(svc, nil)
 		if err != nil {
@@ -39,23 +38,7 @@ func TestBrowser(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-	}
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
+	bctx := testutil.Chromium(ctx, t)
 
 	// A phone: 390 CSS pixels wide, twice as many device pixels.
 	const phoneWidth = 390

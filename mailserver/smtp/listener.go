@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"mailconf/internal/connlimit"
 )
 
 // limitListener wraps the listener the lead binds: it refuses connections
@@ -31,43 +33,22 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-// connKey groups addresses for the per-IP limit: one IPv4 address, or an
-// IPv6 /64 (what one host or one customer usually holds).
-func connKey(a netip.Addr) netip.Addr {
-	a = a.Unmap()
-	if a.Is6() {
-		p, err := a.Prefix(64)
-		if err == nil {
-			return p.Addr()
-		}
-	}
-	return a
-}
-
-func remoteAddr(c net.Conn) netip.Addr {
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
-}
-
 // track registers c, or reports false when a limit is reached.
 func (s *Server) track(c net.Conn) (*trackedConn, bool) {
-	ip := remoteAddr(c)
-	key := connKey(ip)
+	ip := connlimit.ClientAddr(c.RemoteAddr())
+	release, err := s.limit.Acquire(ip)
+	if err != nil {
+		s.log.Warn("smtp connection refused", "remote", ip, "reason", err,
+			"max_conns", s.cfg.MaxConns, "max_conns_per_ip", s.cfg.MaxConnsPerIP)
+		return nil, false
+	}
+	tc := &trackedConn{Conn: c, srv: s, ip: ip, release: release}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cfg.MaxConns > 0 && len(s.conns) >= s.cfg.MaxConns {
-		s.log.Warn("smtp connection refused", "reason", "total limit", "remote", ip, "limit", s.cfg.MaxConns)
-		return nil, false
-	}
-	if s.cfg.MaxConnsPerIP > 0 && s.perIP[key] >= s.cfg.MaxConnsPerIP {
-		s.log.Warn("smtp connection refused", "reason", "per-ip limit", "remote", ip, "limit", s.cfg.MaxConnsPerIP)
-		return nil, false
-	}
-	s.perIP[key]++
-	tc := &trackedConn{Conn: c, srv: s, ip: ip, key: key, draining: s.draining}
+	// Under s.mu with the insertion: Shutdown either finds tc in conns or
+	// tc starts out draining.
+	tc.draining = s.draining
 	s.conns[tc] = struct{}{}
+	s.mu.Unlock()
 	if s.cfg.Metrics != nil {
 		s.cfg.Metrics.Connections.WithLabelValues(s.service).Inc()
 	}
@@ -76,14 +57,9 @@ func (s *Server) track(c net.Conn) (*trackedConn, bool) {
 
 func (s *Server) untrack(tc *trackedConn) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.conns[tc]; !ok {
-		return
-	}
 	delete(s.conns, tc)
-	if s.perIP[tc.key]--; s.perIP[tc.key] <= 0 {
-		delete(s.perIP, tc.key)
-	}
+	s.mu.Unlock()
+	tc.release()
 }
 
 // refuse answers a connection over the limit. On implicit TLS a plaintext
@@ -103,9 +79,9 @@ func (s *Server) refuse(c net.Conn) {
 // transfer finishes, and dropping a connection after too many failed AUTHs.
 type trackedConn struct {
 	net.Conn
-	srv *Server
-	ip  netip.Addr
-	key netip.Addr
+	srv     *Server
+	ip      netip.Addr
+	release func() // the connection's slot in srv.limit; idempotent
 
 	mu       sync.Mutex
 	inData   bool

@@ -23,6 +23,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"mailconf/internal/connlimit"
 	"mailconf/internal/metrics"
 )
 
@@ -153,9 +154,11 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// limit holds the MaxConns and MaxConnsPerIP slots.
+	limit *connlimit.Counter
+
 	mu       sync.Mutex
 	conns    map[*trackedConn]struct{}
-	perIP    map[netip.Addr]int
 	draining bool
 	// listeners are closed by Shutdown itself too: go-smtp only closes
 	// the ones its Serve has registered, and a Serve that starts just
@@ -199,8 +202,8 @@ func newServer(cfg Config, m mode, implicitTLS bool, auth Authenticator, recipie
 		auth:        auth,
 		recipients:  recipients,
 		sink:        sink,
+		limit:       connlimit.NewCounter(cfg.MaxConns, cfg.MaxConnsPerIP),
 		conns:       make(map[*trackedConn]struct{}),
-		perIP:       make(map[netip.Addr]int),
 	}
 	switch {
 	case m == modeMX:

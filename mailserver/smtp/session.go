@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
+	"mailconf/internal/connlimit"
 	"mailconf/mailserver/smtp/sasllogin"
 )
 
@@ -65,7 +66,7 @@ func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 	if sess.tc != nil {
 		sess.ip = sess.tc.ip
 	} else {
-		sess.ip = remoteAddr(c.Conn())
+		sess.ip = connlimit.ClientAddr(c.Conn().RemoteAddr())
 	}
 	if st, ok := c.TLSConnectionState(); ok {
 		sess.tls = &st

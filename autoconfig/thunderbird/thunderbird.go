@@ -99,26 +99,8 @@ func build(st *autoconfig.Settings) *clientConfig {
 		Domains:          []string{st.Domain},
 		DisplayName:      st.DisplayName,
 		DisplayShortName: shortName(st),
-	}
-	for _, ep := range st.Incoming {
-		p.Incoming = append(p.Incoming, server{
-			Type:           string(ep.Protocol),
-			Hostname:       ep.Host,
-			Port:           ep.Port,
-			SocketType:     socketType(ep.Security),
-			Username:       slot,
-			Authentication: []string{authPasswordCleartext},
-		})
-	}
-	for _, ep := range st.Outgoing {
-		p.Outgoing = append(p.Outgoing, server{
-			Type:           string(ep.Protocol),
-			Hostname:       ep.Host,
-			Port:           ep.Port,
-			SocketType:     socketType(ep.Security),
-			Username:       slot,
-			Authentication: []string{authPasswordCleartext},
-		})
+		Incoming:         servers(st.Incoming, slot),
+		Outgoing:         servers(st.Outgoing, slot),
 	}
 	cfg := &clientConfig{Version: "1.1", Provider: p}
 	if st.CardDAV != "" {
@@ -128,6 +110,23 @@ func build(st *autoconfig.Settings) *clientConfig {
 		cfg.Calendars = append(cfg.Calendars, davService{Type: "caldav", URL: st.CalDAV, Authentication: authHTTPBasic, Username: slot})
 	}
 	return cfg
+}
+
+// servers maps endpoints to server elements, in order; incoming and
+// outgoing servers have the same shape.
+func servers(eps []autoconfig.Endpoint, slot *username) []server {
+	out := make([]server, 0, len(eps))
+	for _, ep := range eps {
+		out = append(out, server{
+			Type:           string(ep.Protocol),
+			Hostname:       ep.Host,
+			Port:           ep.Port,
+			SocketType:     socketType(ep.Security),
+			Username:       slot,
+			Authentication: []string{authPasswordCleartext},
+		})
+	}
+	return out
 }
 
 func slotCount(c *clientConfig) int {

@@ -447,52 +447,15 @@ func uidsIn(ctx context.Context, tx *sql.Tx, mailboxID int64) ([]uint32, error) 
 
 // StoreFlags changes the flags of the given UIDs and returns the resulting
 // metadata of every existing one among them. Messages whose flags actually
-// change get one new modseq; unchanged ones keep theirs.
+// change get one new modseq; unchanged ones keep theirs. It is UpdateFlags
+// without the modseq report; messages with equal flags may share one Flags
+// slice.
 func (s *Store) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, op FlagOp, flags []string) ([]MessageInfo, error) {
-	arg, err := parseFlagList(flags)
+	res, err := s.UpdateFlags(ctx, mailboxID, uids, op, flags)
 	if err != nil {
 		return nil, err
 	}
-	var out []MessageInfo
-	changed := false
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		out, changed = nil, false
-		rows, err := selectRows(ctx, tx, mailboxID, uids)
-		if err != nil {
-			return err
-		}
-		var ms uint64
-		for _, r := range rows {
-			old := decodeFlags(r.flags)
-			nf := old.apply(op, arg)
-			if len(nf) > maxFlags {
-				return fmt.Errorf("store: %w: more than %d flags", ErrBadFlag, maxFlags)
-			}
-			modseq := uint64(r.modseq)
-			if enc := nf.encode(); enc != old.encode() {
-				if ms == 0 {
-					if ms, err = bumpModSeq(ctx, tx, mailboxID); err != nil {
-						return err
-					}
-				}
-				if _, err := tx.ExecContext(ctx, `UPDATE messages SET flags = ?, seen = ?, deleted = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?`,
-					enc, nf.has(FlagSeen), nf.has(FlagDeleted), int64(ms), mailboxID, int64(r.uid)); err != nil {
-					return fmt.Errorf("store: store flags: %w", err)
-				}
-				modseq = ms
-				changed = true
-			}
-			out = append(out, MessageInfo{UID: r.uid, Flags: nf.list(), Size: r.size, InternalDate: timeFromNano(r.date), ModSeq: modseq})
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if changed {
-		s.notify(mailboxID)
-	}
-	return out, nil
+	return res.Messages, nil
 }
 
 // copyTx copies the existing messages among uids into dst with new UIDs,

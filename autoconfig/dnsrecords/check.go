@@ -503,6 +503,18 @@ func hasTag(v, tag string) bool {
 	return rest == "" || rest[0] == ' ' || rest[0] == ';'
 }
 
+// versioned returns the TXT records in got whose value starts with the
+// version tag (SPF, DMARC): other TXT records at the name do not count.
+func versioned(got []dns.RR, tag string) []dns.RR {
+	var out []dns.RR
+	for _, t := range liveTXT(got) {
+		if hasTag(strings.ToLower(txtValue(t)), tag) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 func (c *checker) checkPrefixed(r Record, prefix, want string, got []dns.RR, what string) {
 	var matches []dns.RR
 	for _, t := range liveTXT(got) {
@@ -535,12 +547,7 @@ func (c *checker) checkExact(r Record, got []dns.RR) {
 }
 
 func (c *checker) checkDMARC(r Record, got []dns.RR) {
-	var recs []dns.RR
-	for _, t := range liveTXT(got) {
-		if hasTag(strings.ToLower(txtValue(t)), "v=dmarc1") {
-			recs = append(recs, t)
-		}
-	}
+	recs := versioned(got, "v=dmarc1")
 	switch len(recs) {
 	case 0:
 		c.report(r, Missing, false, r.String(), nil, "%s has no DMARC record: receivers apply no policy to forged mail", trim(r.Name()))
@@ -602,12 +609,7 @@ func stripSpace(s string) string {
 // the suggested record and ends in -all or ~all; it does not demand the
 // exact text.
 func (c *checker) checkSPF(ctx context.Context, r Record, want string, got []dns.RR) error {
-	var recs []dns.RR
-	for _, t := range liveTXT(got) {
-		if hasTag(strings.ToLower(txtValue(t)), "v=spf1") {
-			recs = append(recs, t)
-		}
-	}
+	recs := versioned(got, "v=spf1")
 	switch len(recs) {
 	case 0:
 		c.report(r, Missing, false, r.String(), nil, "%s has no SPF record: receivers cannot tell which hosts send its mail", trim(r.Name()))

@@ -36,11 +36,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"syscall"
 	"time"
 
+	"mailconf/internal/connlimit"
 	"mailconf/internal/metrics"
 	"mailconf/mailserver/accounts"
 	"mailconf/mailserver/store"
@@ -118,12 +118,13 @@ type Server struct {
 	ctx    context.Context // cancelled by Shutdown
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// limit holds the MaxConns and MaxConnsPerIP slots of all listeners.
+	limit *connlimit.Counter
 
 	mu        sync.Mutex
 	closing   bool
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
-	perIP     map[netip.Addr]int
 	locks     map[int64]struct{} // accounts whose maildrop a session holds
 	lastLogin map[int64]time.Time
 
@@ -168,9 +169,9 @@ func New(cfg Config, st *store.Store, auth *accounts.Authenticator) (*Server, er
 	return &Server{
 		cfg: cfg, st: st, auth: auth, log: cfg.Logger,
 		ctx: ctx, cancel: cancel,
+		limit:     connlimit.NewCounter(cfg.MaxConns, cfg.MaxConnsPerIP),
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*session]struct{}{},
-		perIP:     map[netip.Addr]int{},
 		locks:     map[int64]struct{}{},
 		lastLogin: map[int64]time.Time{},
 		sizes:     map[sizeKey]int64{},
@@ -235,43 +236,21 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 	}
 }
 
-// connKey groups addresses for the per-IP limit: one IPv4 address, or an
-// IPv6 /64.
-func connKey(a netip.Addr) netip.Addr {
-	a = a.Unmap()
-	if a.Is6() {
-		if p, err := a.Prefix(64); err == nil {
-			return p.Addr()
-		}
-	}
-	return a
-}
-
-func remoteAddr(c net.Conn) netip.Addr {
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
-}
-
 func (s *Server) track(c net.Conn, implicitTLS bool) (*session, bool) {
-	ip := remoteAddr(c)
-	key := connKey(ip)
+	ip := connlimit.ClientAddr(c.RemoteAddr())
+	release, err := s.limit.Acquire(ip)
+	if err != nil {
+		s.log.Warn("pop3 connection refused", "ip", ip.String(), "reason", err,
+			"max_conns", s.cfg.MaxConns, "max_conns_per_ip", s.cfg.MaxConnsPerIP)
+		return nil, false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
+		release()
 		return nil, false
 	}
-	if len(s.sessions) >= s.cfg.MaxConns {
-		s.log.Warn("pop3 connection refused", "reason", "total limit", "ip", ip.String(), "limit", s.cfg.MaxConns)
-		return nil, false
-	}
-	if s.perIP[key] >= s.cfg.MaxConnsPerIP {
-		s.log.Warn("pop3 connection refused", "reason", "per-ip limit", "ip", ip.String(), "limit", s.cfg.MaxConnsPerIP)
-		return nil, false
-	}
-	s.perIP[key]++
-	sess := newSession(s, c, ip, key, implicitTLS)
+	sess := newSession(s, c, ip, release, implicitTLS)
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	return sess, true
@@ -281,9 +260,7 @@ func (s *Server) untrack(sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sessions, sess)
-	if s.perIP[sess.key]--; s.perIP[sess.key] <= 0 {
-		delete(s.perIP, sess.key)
-	}
+	sess.release()
 	if sess.locked {
 		delete(s.locks, sess.acct.ID)
 		sess.locked = false

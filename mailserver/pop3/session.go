@@ -56,7 +56,8 @@ type session struct {
 	conn     net.Conn // raw, or TLS over raw
 	br       *bufio.Reader
 	bw       *bufio.Writer
-	ip, key  netip.Addr
+	ip       netip.Addr
+	release  func() // the connection's slot in srv.limit; idempotent
 	implicit bool
 	tls      bool
 	log      *slog.Logger
@@ -87,9 +88,9 @@ type session struct {
 	retrieved, deleted int
 }
 
-func newSession(s *Server, c net.Conn, ip, key netip.Addr, implicit bool) *session {
+func newSession(s *Server, c net.Conn, ip netip.Addr, release func(), implicit bool) *session {
 	return &session{
-		srv: s, raw: c, conn: c, ip: ip, key: key, implicit: implicit,
+		srv: s, raw: c, conn: c, ip: ip, release: release, implicit: implicit,
 		br:      bufio.NewReaderSize(c, 4096),
 		bw:      bufio.NewWriterSize(c, 32<<10),
 		log:     s.log.With("ip", ip.String(), "tls", implicit),

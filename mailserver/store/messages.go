@@ -257,49 +257,21 @@ func (s *Store) Message(ctx context.Context, mailboxID int64, uid uint32) (Messa
 
 // Changes returns what happened in a mailbox after modseq since: messages
 // added or with changed flags (UID order) and UIDs expunged (tombstones),
-// plus the mailbox's HIGHESTMODSEQ at the time of the read. IMAP's Poll and
-// IDLE use it to catch up after a Watch signal.
+// plus the mailbox's HIGHESTMODSEQ at the time of the read. It is
+// IndexChanges without the body references; messages with equal flags may
+// share one Flags slice.
 func (s *Store) Changes(ctx context.Context, mailboxID int64, since uint64) (changed []MessageInfo, vanished []uint32, highest uint64, err error) {
-	tx, err := s.r.BeginTx(ctx, nil)
+	d, err := s.IndexChanges(ctx, mailboxID, since)
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("store: changes: %w", err)
+		return nil, nil, 0, err
 	}
-	defer tx.Rollback()
-	var hms int64
-	if err := tx.QueryRowContext(ctx, `SELECT highest_modseq FROM mailboxes WHERE id = ?`, mailboxID).Scan(&hms); errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, 0, fmt.Errorf("store: mailbox %d: %w", mailboxID, ErrNoMailbox)
-	} else if err != nil {
-		return nil, nil, 0, fmt.Errorf("store: changes: %w", err)
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+messageCols+` FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, mailboxID, int64(since))
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("store: changes: %w", err)
-	}
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			rows.Close()
-			return nil, nil, 0, fmt.Errorf("store: changes: %w", err)
+	if len(d.Changed) > 0 {
+		changed = make([]MessageInfo, len(d.Changed))
+		for i, e := range d.Changed {
+			changed[i] = e.MessageInfo
 		}
-		changed = append(changed, m)
 	}
-	rows.Close()
-	rows, err = tx.QueryContext(ctx, `SELECT uid FROM tombstones WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, mailboxID, int64(since))
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("store: changes: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var uid int64
-		if err := rows.Scan(&uid); err != nil {
-			return nil, nil, 0, fmt.Errorf("store: changes: %w", err)
-		}
-		vanished = append(vanished, uint32(uid))
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, 0, fmt.Errorf("store: changes: %w", err)
-	}
-	return changed, vanished, uint64(hms), nil
+	return changed, d.Vanished, d.HighestModSeq, nil
 }
 
 func (s *Store) queryMessages(ctx context.Context, q string, args ...any) ([]MessageInfo, error) {
@@ -429,7 +401,12 @@ func scanRows(ctx context.Context, tx *sql.Tx, mailboxID int64, uids []uint32, w
 }
 
 func uidsIn(ctx context.Context, tx *sql.Tx, mailboxID int64) ([]uint32, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid`, mailboxID)
+	return queryUIDs(ctx, tx, `SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid`, mailboxID)
+}
+
+// queryUIDs runs a query whose one column is a UID.
+func queryUIDs(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]uint32, error) {
+	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: uids: %w", err)
 	}
@@ -442,7 +419,10 @@ func uidsIn(ctx context.Context, tx *sql.Tx, mailboxID int64) ([]uint32, error) 
 		}
 		out = append(out, uint32(u))
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: uids: %w", err)
+	}
+	return out, nil
 }
 
 // StoreFlags changes the flags of the given UIDs and returns the resulting
@@ -597,18 +577,17 @@ func (s *Store) expunge(ctx context.Context, mailboxID int64, uids []uint32, onl
 	var gone []uint32
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		gone = nil
-		var cand []msgRow
-		var err error
 		if uids == nil {
-			all, err := uidsIn(ctx, tx, mailboxID)
-			if err != nil {
+			// The deleted column mirrors \Deleted, so the whole-mailbox
+			// EXPUNGE reads only the UIDs it removes.
+			var err error
+			if gone, err = queryUIDs(ctx, tx, `SELECT uid FROM messages WHERE mailbox_id = ? AND deleted = 1 ORDER BY uid`, mailboxID); err != nil {
 				return err
 			}
-			cand, err = selectRows(ctx, tx, mailboxID, all)
-			if err != nil {
-				return err
-			}
-		} else if cand, err = selectRows(ctx, tx, mailboxID, uids); err != nil {
+			return s.deleteTx(ctx, tx, mailboxID, gone)
+		}
+		cand, _, err := scanRows(ctx, tx, mailboxID, uids, false)
+		if err != nil {
 			return err
 		}
 		for _, r := range cand {

@@ -93,19 +93,7 @@ func (s *Store) IndexChanges(ctx context.Context, mailboxID int64, since uint64)
 		return IndexDelta{}, fmt.Errorf("store: index changes: %w", err)
 	}
 	rows.Close()
-	rows, err = tx.QueryContext(ctx, `SELECT uid FROM tombstones WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, mailboxID, int64(since))
-	if err != nil {
-		return IndexDelta{}, fmt.Errorf("store: index changes: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var uid int64
-		if err := rows.Scan(&uid); err != nil {
-			return IndexDelta{}, fmt.Errorf("store: index changes: %w", err)
-		}
-		d.Vanished = append(d.Vanished, uint32(uid))
-	}
-	if err := rows.Err(); err != nil {
+	if d.Vanished, err = queryUIDs(ctx, tx, `SELECT uid FROM tombstones WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`, mailboxID, int64(since)); err != nil {
 		return IndexDelta{}, fmt.Errorf("store: index changes: %w", err)
 	}
 	return d, nil

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"mailconf/internal/testutil"
 	"mailconf/probe"
 	"mailconf/probe/check"
@@ -172,6 +174,18 @@ func TestAllGreen(t *testing.T) {
 	}
 	if len(progress) < 2*len(rep.Steps) {
 		t.Errorf("progress saw %d updates for %d steps", len(progress), len(rep.Steps))
+	}
+	// The DNS stage, discovery's HTTP dials and the endpoint checks all
+	// need these hosts; the resolver should hear each question once.
+	for _, h := range []string{domain, "autoconfig." + domain, "autodiscover." + domain, "imap." + domain, "smtp." + domain} {
+		for _, q := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			if n := w.DNS.Asked(h, q); n != 1 {
+				t.Errorf("%s %s asked %d times, want 1", h, dns.TypeToString[q], n)
+			}
+		}
+	}
+	if n := w.DNS.Asked("_autodiscover._tcp."+domain, dns.TypeSRV); n != 1 {
+		t.Errorf("_autodiscover._tcp SRV asked %d times, want 1", n)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -20,10 +21,30 @@ import (
 // DefaultTimeout is the per-query budget (probe.md §4: 3 s, one TCP retry).
 const DefaultTimeout = 3 * time.Second
 
-// Client asks one resolver.
+// Client asks one resolver. It asks each question once and hands every
+// later asker the same answer: one probe run needs the same host from the
+// DNS stage, discovery's HTTP dials and the endpoint checks, and should
+// neither wait for nor report more than one answer per question. Make one
+// Client per run.
 type Client struct {
 	Server  string // host:port
 	Timeout time.Duration
+
+	mu   sync.Mutex
+	seen map[question]*answer
+}
+
+type question struct {
+	name  string
+	qtype uint16
+}
+
+// answer is one question's result once done is closed; abandoned says the
+// asker's context ended first, so waiters must ask again themselves.
+type answer struct {
+	done      chan struct{}
+	res       *Result
+	abandoned bool
 }
 
 // New returns a client for server ("host:port", "host" for port 53, or ""
@@ -101,9 +122,47 @@ func (r *Result) TTL() uint32 {
 
 // Query asks one question: UDP with EDNS0 and the DO bit, TCP when the
 // answer is truncated. On SERVFAIL it asks again with checking disabled to
-// tell a DNSSEC failure (bogus) from a broken server.
+// tell a DNSSEC failure (bogus) from a broken server. A question this
+// Client has asked before gets the first answer (see Client).
 func (c *Client) Query(ctx context.Context, name string, qtype uint16) *Result {
 	name = dns.Fqdn(strings.ToLower(name))
+	q := question{name, qtype}
+	for {
+		c.mu.Lock()
+		if c.seen == nil {
+			c.seen = map[question]*answer{}
+		}
+		a, asked := c.seen[q]
+		if !asked {
+			a = &answer{done: make(chan struct{})}
+			c.seen[q] = a
+		}
+		c.mu.Unlock()
+		if !asked {
+			a.res = c.ask(ctx, name, qtype)
+			if ctx.Err() != nil {
+				// The failure may be this caller's deadline, not the
+				// resolver's: let the next asker try for itself.
+				c.mu.Lock()
+				delete(c.seen, q)
+				c.mu.Unlock()
+				a.abandoned = true
+			}
+			close(a.done)
+			return a.res
+		}
+		select {
+		case <-a.done:
+			if !a.abandoned {
+				return a.res
+			}
+		case <-ctx.Done():
+			return &Result{Name: name, Type: qtype, Err: fmt.Errorf("dnsq: %s %s: %w", name, dns.TypeToString[qtype], ctx.Err())}
+		}
+	}
+}
+
+func (c *Client) ask(ctx context.Context, name string, qtype uint16) *Result {
 	res := &Result{Name: name, Type: qtype}
 	reply, rtt, via, err := c.exchange(ctx, name, qtype, false)
 	res.RTT, res.Via = rtt, via

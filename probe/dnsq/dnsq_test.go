@@ -2,6 +2,7 @@ package dnsq_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,8 +100,54 @@ func TestADBit(t *testing.T) {
 		t.Error("AD set without the server setting it")
 	}
 	s.AD("example.test")
+	// A fresh client: the first one keeps its answer for the run.
+	c, err := dnsq.New(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !c.Query(ctx, "example.test", dns.TypeMX).AD {
 		t.Error("AD bit lost")
+	}
+}
+
+// TestEachQuestionAskedOnce: a probe asks for the same host from several
+// stages at once; the resolver must see each question once per client.
+func TestEachQuestionAskedOnce(t *testing.T) {
+	c, s := client(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	results := make([]*dnsq.Result, 8)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = c.Query(ctx, "IMAP.example.test.", dns.TypeA)
+		}()
+	}
+	wg.Wait()
+	for _, r := range results {
+		if len(r.Addrs()) != 1 || r.Addrs()[0].String() != "127.0.0.2" {
+			t.Errorf("answer %v", r.Addrs())
+		}
+	}
+	if ips, _ := c.Lookup(ctx, "imap.example.test"); len(ips) != 1 {
+		t.Errorf("Lookup after Query: %v", ips)
+	}
+	if n := s.Asked("imap.example.test", dns.TypeA); n != 1 {
+		t.Errorf("A asked %d times, want 1", n)
+	}
+	if n := s.Asked("imap.example.test", dns.TypeAAAA); n != 1 {
+		t.Errorf("AAAA asked %d times, want 1", n)
+	}
+	// A caller whose context has ended does not spoil the answer for the
+	// next one.
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if r := c.Query(done, "mx1.example.test", dns.TypeA); r.Err == nil {
+		t.Error("a cancelled query answered")
+	}
+	if r := c.Query(ctx, "mx1.example.test", dns.TypeA); len(r.Addrs()) != 1 {
+		t.Errorf("after a cancelled asker: %v %v", r.Addrs(), r.Err)
 	}
 }
 

@@ -22,12 +22,13 @@ type DNS struct {
 	silent   map[string]bool // never answer
 	truncate map[string]bool // UDP answers truncated
 	ad       map[string]bool // set the AD bit
+	asked    map[string]int  // questions received, by "name TYPE"
 }
 
 // NewDNS starts a server with the given zone text (owner names absolute).
 func NewDNS(t testing.TB, zone string) *DNS {
 	t.Helper()
-	d := &DNS{rrs: map[string][]dns.RR{}, servfail: map[string]bool{}, bogus: map[string]bool{}, silent: map[string]bool{}, truncate: map[string]bool{}, ad: map[string]bool{}}
+	d := &DNS{rrs: map[string][]dns.RR{}, servfail: map[string]bool{}, bogus: map[string]bool{}, silent: map[string]bool{}, truncate: map[string]bool{}, ad: map[string]bool{}, asked: map[string]int{}}
 	d.AddZone(t, zone)
 	pc, ln := testutil.ListenUDPTCP(t)
 	d.Addr = pc.LocalAddr().String()
@@ -66,6 +67,14 @@ func (d *DNS) Silent(name string)   { d.set(d.silent, name) }
 func (d *DNS) Truncate(name string) { d.set(d.truncate, name) }
 func (d *DNS) AD(name string)       { d.set(d.ad, name) }
 
+// Asked says how many times the server received a question (over UDP and
+// TCP together), e.g. Asked("example.test", dns.TypeMX).
+func (d *DNS) Asked(name string, qtype uint16) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.asked[strings.ToLower(dns.Fqdn(name))+" "+dns.TypeToString[qtype]]
+}
+
 func (d *DNS) set(m map[string]bool, name string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -87,6 +96,7 @@ func (d *DNS) serve(network string) func(w dns.ResponseWriter, req *dns.Msg) {
 		name := strings.ToLower(q.Name)
 		d.mu.Lock()
 		defer d.mu.Unlock()
+		d.asked[name+" "+dns.TypeToString[q.Qtype]]++
 		m := new(dns.Msg)
 		m.SetReply(req)
 		m.Authoritative = true

@@ -30,8 +30,7 @@ import (
 	"howett.net/plist"
 
 	"mailconf/autoconfig"
-	"mailconf/config"
-	"mailconf/internal/metrics"
+	"mailconf/autoconfig/autoconfigtest"
 	"mailconf/internal/testutil"
 )
 
@@ -96,15 +95,7 @@ carddav      = "https://contacts.dav.example:8443/"
 
 func newService(t testing.TB) *autoconfig.Service {
 	t.Helper()
-	cfg, err := config.Parse("test.toml", []byte(testConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := autoconfig.NewService(autoconfig.NewCatalog(cfg), metrics.New(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svc
+	return autoconfigtest.Service(t, testConfig)
 }
 
 func lookup(t testing.TB, svc *autoconfig.Service, domain string) *autoconfig.Settings {

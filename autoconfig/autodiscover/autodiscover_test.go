@@ -18,7 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"mailconf/autoconfig"
-	"mailconf/config"
+	"mailconf/autoconfig/autoconfigtest"
 	"mailconf/internal/metrics"
 	"mailconf/internal/testutil"
 )
@@ -76,21 +76,13 @@ type fixture struct {
 
 func newHandler(t testing.TB) (*Handler, *metrics.Metrics) {
 	t.Helper()
-	cfg, err := config.Parse("test.toml", []byte(testConfig))
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	m := metrics.New()
-	svc, err := autoconfig.NewService(autoconfig.NewCatalog(cfg), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := autoconfigtest.Service(t, testConfig)
 	h, err := New(svc)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	h.now = func() time.Time { return fixedNow }
-	return h, m
+	return h, svc.Metrics
 }
 
 func newFixture(t testing.TB) *fixture {

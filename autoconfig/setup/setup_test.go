@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"image/png"
 	"io"
-	"mailconf/internal/testutil"
 	"net"
 	"net/http"
 	"net/url"
@@ -21,8 +20,9 @@ import (
 	"golang.org/x/net/html"
 
 	"mailconf/autoconfig"
-	"mailconf/config"
+	"mailconf/autoconfig/autoconfigtest"
 	"mailconf/internal/metrics"
+	"mailconf/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -83,15 +83,8 @@ type server struct {
 // real loopback listener.
 func startServer(t *testing.T, extra func(e *echo.Echo, svc *autoconfig.Service)) *server {
 	t.Helper()
-	cfg, err := config.Parse("test.toml", []byte(testConfig))
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	m := metrics.New()
-	svc, err := autoconfig.NewService(autoconfig.NewCatalog(cfg), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := autoconfigtest.Service(t, testConfig)
+	m := svc.Metrics
 	h, err := New(svc)
 	if err != nil {
 		t.Fatal(err)

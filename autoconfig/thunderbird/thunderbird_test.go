@@ -13,7 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"mailconf/autoconfig"
-	"mailconf/config"
+	"mailconf/autoconfig/autoconfigtest"
 	"mailconf/internal/metrics"
 	"mailconf/internal/testutil"
 )
@@ -83,15 +83,7 @@ type fixture struct {
 
 func newFixture(t testing.TB, toml string) *fixture {
 	t.Helper()
-	cfg, err := config.Parse("test.toml", []byte(toml))
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	m := metrics.New()
-	svc, err := autoconfig.NewService(autoconfig.NewCatalog(cfg), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := autoconfigtest.Service(t, toml)
 	h, err := New(svc)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -100,7 +92,7 @@ func newFixture(t testing.TB, toml string) *fixture {
 	h.Register(e)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	return &fixture{svc: svc, m: m, h: h, srv: srv}
+	return &fixture{svc: svc, m: svc.Metrics, h: h, srv: srv}
 }
 
 type answer struct {
@@ -384,15 +376,7 @@ func TestNewNeedsService(t *testing.T) {
 }
 
 func BenchmarkThunderbird(b *testing.B) {
-	cfg, err := config.Parse("test.toml", []byte(testConfig))
-	if err != nil {
-		b.Fatal(err)
-	}
-	svc, err := autoconfig.NewService(autoconfig.NewCatalog(cfg), metrics.New(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := New(svc)
+	h, err := New(autoconfigtest.Service(b, testConfig))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -327,15 +327,10 @@ func newProbeWeb(cfg *config.Config, cat *autoconfig.Catalog, cm *certs.Manager,
 			return nil, err
 		}
 	}
-	roots, err := x509.SystemCertPool()
-	if err != nil {
-		roots = x509.NewCertPool()
-	}
-	for _, der := range cm.Current().Certificate {
-		if c, err := x509.ParseCertificate(der); err == nil {
-			roots.AddCert(c)
-		}
-	}
+	// Without system roots (SystemCertPool fails, nil), Pool starts an
+	// empty pool: only the service's own chain is trusted then.
+	sys, _ := x509.SystemCertPool()
+	roots := cm.Pool(sys)
 	own := []string{cfg.Hostname}
 	for _, d := range cfg.Domains {
 		own = append(own, d.Name, "autoconfig."+d.Name, "autodiscover."+d.Name)

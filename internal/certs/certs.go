@@ -121,17 +121,21 @@ func (m *Manager) ServerConfig() *tls.Config {
 	}
 }
 
-// Pool returns a pool holding the current certificate chain, so that a
-// client of this service (the probe CLI) can trust a self-signed
-// certificate.
-func (m *Manager) Pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	for _, der := range m.Current().Certificate {
-		if c, err := x509.ParseCertificate(der); err == nil {
-			p.AddCert(c)
+// Pool returns base (a new pool when nil) with the current certificate
+// chain added, so that a client of this service (the web probe) trusts a
+// self-signed certificate.
+func (m *Manager) Pool(base *x509.CertPool) *x509.CertPool {
+	if base == nil {
+		base = x509.NewCertPool()
+	}
+	c := m.Current()
+	base.AddCert(c.Leaf)
+	for _, der := range c.Certificate[1:] {
+		if ca, err := x509.ParseCertificate(der); err == nil {
+			base.AddCert(ca)
 		}
 	}
-	return p
+	return base
 }
 
 func selfSignedNames(cfg *config.Config) []string {

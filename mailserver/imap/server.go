@@ -40,6 +40,7 @@ import (
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"mailconf/internal/connlimit"
 	"mailconf/internal/metrics"
 	"mailconf/mailserver/store"
 )
@@ -93,7 +94,7 @@ type Server struct {
 	closed    bool
 	listeners map[net.Listener]struct{}
 	raw       map[net.Conn]struct{} // connections not yet handed to the library
-	perIP     map[netip.Addr]int
+	perIP     *connlimit.Counter    // MaxConnsPerIP slots of all listeners
 	perAcct   map[int64]int
 	sessions  map[*session]struct{}
 	libDone   chan struct{}
@@ -141,7 +142,7 @@ func New(cfg Config, st *store.Store, auth Authenticator) (*Server, error) {
 		ln:        newChanListener(),
 		listeners: map[net.Listener]struct{}{},
 		raw:       map[net.Conn]struct{}{},
-		perIP:     map[netip.Addr]int{},
+		perIP:     connlimit.NewCounter(0, cfg.MaxConnsPerIP),
 		perAcct:   map[int64]int{},
 		sessions:  map[*session]struct{}{},
 		mboxes:    map[int64]*mailboxState{},
@@ -233,8 +234,8 @@ func (s *Server) accept(ln net.Listener, service string, handle func(net.Conn, f
 			s.cfg.Metrics.Connections.WithLabelValues(service).Inc()
 		}
 		ip := remoteIP(c)
-		release, ok := s.acquireIP(ip)
-		if !ok {
+		release, err := s.perIP.Acquire(ip)
+		if err != nil {
 			s.log.Warn("imap: too many connections", "ip", ip.String())
 			go func() {
 				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -253,25 +254,6 @@ func remoteIP(c net.Conn) netip.Addr {
 		return ap.Addr().Unmap()
 	}
 	return netip.IPv4Unspecified()
-}
-
-func (s *Server) acquireIP(ip netip.Addr) (func(), bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.perIP[ip] >= s.cfg.MaxConnsPerIP {
-		return nil, false
-	}
-	s.perIP[ip]++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if s.perIP[ip]--; s.perIP[ip] <= 0 {
-				delete(s.perIP, ip)
-			}
-		})
-	}, true
 }
 
 func (s *Server) acquireAccount(id int64) (func(), bool) {

@@ -713,3 +713,39 @@ func TestOrphanSweep(t *testing.T) {
 		t.Fatalf("sweep removed a committed body: %q %v", body, err)
 	}
 }
+
+// A crash after the commit that dropped a body's last row but before the
+// unlink leaves the name in blob_garbage; the next Open finishes the job.
+func TestGarbageFinishedAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	a := newAccount(t, s, "g@example.com")
+	in := mbox(t, s, a.ID, Inbox)
+	gone := appendMsg(t, s, in.ID, "gone\r\n")
+	kept := appendMsg(t, s, in.ID, "kept\r\n")
+	// Delete the row outside s.write, which would unlink at once: the
+	// state a crash between commit and unlink leaves behind.
+	if _, err := s.w.Exec(`DELETE FROM messages WHERE mailbox_id = ? AND uid = ?`, in.ID, gone.UID); err != nil {
+		t.Fatal(err)
+	}
+	// A damaged row names no file; it must not stay and make every
+	// later write collect again.
+	if _, err := s.w.Exec(`INSERT INTO blob_garbage (name) VALUES ('not a body')`); err != nil {
+		t.Fatal(err)
+	}
+	if n := countBlobs(t, s); n != 2 {
+		t.Fatalf("%d body files before reopen, want 2 (the unlink has not happened)", n)
+	}
+	s.Close()
+	s = openTest(t, dir)
+	if n := countBlobs(t, s); n != 1 {
+		t.Fatalf("%d body files after reopen, want 1", n)
+	}
+	var left int
+	if err := s.r.QueryRow(`SELECT count(*) FROM blob_garbage`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("blob_garbage keeps %d rows, %v", left, err)
+	}
+	if body, err := s.ReadMessage(context.Background(), in.ID, kept.UID); err != nil || string(body) != "kept\r\n" {
+		t.Fatalf("collection removed a live body: %q %v", body, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 
 	"mailconf/config"
 	"mailconf/internal/metrics"
+	"mailconf/internal/testutil"
 )
 
 const testConfig = `data_dir = "/nonexistent"
@@ -222,6 +224,14 @@ func TestSettingsAPI(t *testing.T) {
 		}
 		if s := mustJSON(t, m); strings.Contains(s, "<script>") {
 			t.Errorf("input echoed: %s", s)
+		}
+	}
+
+	// /metrics counts the API's answers by status like every format's.
+	for status, want := range map[int]float64{http.StatusOK: 4, http.StatusBadRequest: 2, http.StatusNotFound: 2} {
+		c := svc.Metrics.AutoconfigRequests.WithLabelValues(FormatSettings, strconv.Itoa(status))
+		if got := testutil.MetricValue(t, c); got != want {
+			t.Errorf("counted %v settings answers with %d, want %v", got, status, want)
 		}
 	}
 }

@@ -128,6 +128,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		if v > len(migrations) {
 			return fmt.Errorf("store: database schema version %d is newer than this program (%d); use a newer mailconf", v, len(migrations))
 		}
+		if v == len(migrations) {
+			// Up to date: no write, so opening the store (every CLI
+			// command) costs no commit and no fsync.
+			return nil
+		}
 		for i := v; i < len(migrations); i++ {
 			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
 				return fmt.Errorf("store: migration %d: %w", i+1, err)

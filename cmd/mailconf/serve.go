@@ -97,7 +97,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		return err
 	}
 
-	web, err := newWeb(cfg, cm, m, log)
+	cat := autoconfig.NewCatalog(cfg)
+	web, err := newWeb(cfg, cat, cm, m, log)
 	if err != nil {
 		return err
 	}
@@ -176,7 +177,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 			}
 		}(u, lns[i])
 	}
-	printWelcome(stdout, cfg, cm, lns, units)
+	printWelcome(stdout, cfg, cat, cm, lns, units)
 
 	var runErr error
 	select {
@@ -263,8 +264,7 @@ func redirectAutodiscover(next http.Handler, httpsPort int) http.Handler {
 
 // newWeb builds the HTTP handler: every configuration format, the settings
 // API, health and metrics.
-func newWeb(cfg *config.Config, cm *certs.Manager, m *metrics.Metrics, log *slog.Logger) (*echo.Echo, error) {
-	cat := autoconfig.NewCatalog(cfg)
+func newWeb(cfg *config.Config, cat *autoconfig.Catalog, cm *certs.Manager, m *metrics.Metrics, log *slog.Logger) (*echo.Echo, error) {
 	svc, err := autoconfig.NewService(cat, m, log)
 	if err != nil {
 		return nil, err
@@ -373,7 +373,7 @@ func jsonErrors(log *slog.Logger) echo.HTTPErrorHandler {
 }
 
 // printWelcome tells the operator where everything is (SPEC §3).
-func printWelcome(w io.Writer, cfg *config.Config, cm *certs.Manager, lns []net.Listener, units []unit) {
+func printWelcome(w io.Writer, cfg *config.Config, cat *autoconfig.Catalog, cm *certs.Manager, lns []net.Listener, units []unit) {
 	fmt.Fprintf(w, "mailconf %s is running (config: %s, data: %s)\n", version, cfg.Source, cfg.DataDir)
 	if cm.SelfSigned() {
 		fmt.Fprintf(w, "TLS: self-signed certificate %s (clients will warn; set [tls] for production)\n", cm.CertFile())
@@ -385,7 +385,7 @@ func printWelcome(w io.Writer, cfg *config.Config, cm *certs.Manager, lns []net.
 			base = "http://" + lns[i].Addr().String()
 		}
 	}
-	st, _ := autoconfig.NewCatalog(cfg).Lookup(cfg.Domains[0].Name)
+	st, _ := cat.Lookup(cfg.Domains[0].Name)
 	fmt.Fprintf(w, "Mail client settings for %s (username: %s):\n", st.Domain, map[autoconfig.UsernameForm]string{
 		autoconfig.UsernameAddress: "the full address", autoconfig.UsernameLocalpart: "the part before the @"}[st.Username])
 	for _, e := range append(append([]autoconfig.Endpoint(nil), st.Incoming...), st.Outgoing...) {

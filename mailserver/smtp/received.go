@@ -6,40 +6,38 @@ import (
 	"time"
 )
 
-// receivedHeader builds the trace header of RFC 5321 §4.4 that goes in
+// appendReceived appends the trace header of RFC 5321 §4.4 that goes in
 // front of the message. It names the client's EHLO and address, the TLS
 // version and cipher, and the protocol keyword of RFC 3848/6531 (the "A"
 // says a login was used, never which one or how). "for" is written only
 // for a single recipient, so one copy of a message does not disclose the
 // other recipients.
-func (s *session) receivedHeader(env Envelope, now time.Time) []byte {
-	var b strings.Builder
-	b.WriteString("Received: from ")
-	b.WriteString(sanitizeHelo(env.Helo))
-	b.WriteString(" (")
-	b.WriteString(addressLiteral(env))
-	b.WriteString(")\r\n\tby ")
-	b.WriteString(s.srv.cfg.Hostname)
-	b.WriteString(" (mailconf) with ")
-	b.WriteString(protocolKeyword(env))
-	b.WriteString(" id ")
-	b.WriteString(env.ID)
+func (s *session) appendReceived(b []byte, env Envelope, now time.Time) []byte {
+	b = append(b, "Received: from "...)
+	b = append(b, sanitizeHelo(env.Helo)...)
+	b = append(b, " ("...)
+	b = append(b, addressLiteral(env)...)
+	b = append(b, ")\r\n\tby "...)
+	b = append(b, s.srv.cfg.Hostname...)
+	b = append(b, " (mailconf) with "...)
+	b = append(b, protocolKeyword(env)...)
+	b = append(b, " id "...)
+	b = append(b, env.ID...)
 	if s.tls != nil {
-		b.WriteString("\r\n\t(using ")
-		b.WriteString(tls.VersionName(s.tls.Version))
-		b.WriteString(" with cipher ")
-		b.WriteString(tls.CipherSuiteName(s.tls.CipherSuite))
-		b.WriteString(")")
+		b = append(b, "\r\n\t(using "...)
+		b = append(b, tls.VersionName(s.tls.Version)...)
+		b = append(b, " with cipher "...)
+		b = append(b, tls.CipherSuiteName(s.tls.CipherSuite)...)
+		b = append(b, ")"...)
 	}
 	if len(env.To) == 1 {
-		b.WriteString("\r\n\tfor <")
-		b.WriteString(env.To[0])
-		b.WriteString(">")
+		b = append(b, "\r\n\tfor <"...)
+		b = append(b, env.To[0]...)
+		b = append(b, ">"...)
 	}
-	b.WriteString(";\r\n\t")
-	b.WriteString(now.Format(time.RFC1123Z))
-	b.WriteString("\r\n")
-	return []byte(b.String())
+	b = append(b, ";\r\n\t"...)
+	b = now.AppendFormat(b, time.RFC1123Z)
+	return append(b, "\r\n"...)
 }
 
 func protocolKeyword(env Envelope) string {

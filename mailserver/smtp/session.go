@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -247,6 +248,14 @@ func (s *session) Reset() {
 // Logout implements gosmtp.Session.
 func (s *session) Logout() error { return nil }
 
+// dataInitialCap fits the Received header and a typical message in one
+// allocation; dataMinRead is the least room offered to one Read, so that a
+// large message grows the buffer (by doubling) rather than read in slivers.
+const (
+	dataInitialCap = 8 << 10
+	dataMinRead    = 4 << 10
+)
+
 // Data implements gosmtp.Session. It reads the message itself instead of
 // handing r to the store, for three reasons go-smtp leaves to us: the read
 // deadline is re-armed per read (go-smtp's ReadTimeout would otherwise cap
@@ -262,17 +271,32 @@ func (s *session) Data(r io.Reader) error {
 		s.tc.beginData(s.srv.cfg.ReadTimeout, end)
 		defer s.tc.endData()
 	}
-	var buf bytes.Buffer
-	chunk := make([]byte, 32<<10)
+	env := Envelope{
+		ID:         newID(),
+		From:       s.from,
+		To:         append([]string(nil), s.to...),
+		AuthUser:   s.authUser,
+		RemoteIP:   s.ip,
+		Helo:       s.helo,
+		Submission: s.submission(),
+		TLS:        s.tls != nil,
+		UTF8:       s.utf8,
+	}
+	// The message is read straight in behind its Received header, so its
+	// bytes are copied once, not into a read chunk, a buffer and then the
+	// stored message. The header's time is thus the start of DATA.
+	msg := s.appendReceived(make([]byte, 0, dataInitialCap), env, time.Now())
+	hdrLen := len(msg)
 	var nl newlineCheck
 	for {
-		n, err := r.Read(chunk)
+		msg = slices.Grow(msg, dataMinRead)
+		n, err := r.Read(msg[len(msg):cap(msg)])
 		if n > 0 {
-			if !nl.ok(chunk[:n]) {
+			if !nl.ok(msg[len(msg) : len(msg)+n]) {
 				s.srv.log.Warn("smtp bare CR or LF in DATA", "remote", s.ip, "user", s.authUser, "from", s.from)
 				return s.abort(550, "5.5.2", "Bare CR or LF in message text is not allowed (RFC 5321 2.3.8), closing connection")
 			}
-			buf.Write(chunk[:n])
+			msg = msg[:len(msg)+n]
 		}
 		if err == io.EOF {
 			break
@@ -299,24 +323,9 @@ func (s *session) Data(r io.Reader) error {
 	}
 	// Reject an unterminated last line rather than let the store append
 	// one: the bytes must stay exactly as received.
-	if !nl.endsWithCRLF(buf.Bytes()) {
+	if !nl.endsWithCRLF(msg[hdrLen:]) {
 		return s.abort(550, "5.5.2", "Message does not end with CRLF, closing connection")
 	}
-
-	env := Envelope{
-		ID:         newID(),
-		From:       s.from,
-		To:         append([]string(nil), s.to...),
-		AuthUser:   s.authUser,
-		RemoteIP:   s.ip,
-		Helo:       s.helo,
-		Submission: s.submission(),
-		TLS:        s.tls != nil,
-		UTF8:       s.utf8,
-	}
-	hdr := s.receivedHeader(env, time.Now())
-	msg := make([]byte, 0, len(hdr)+buf.Len())
-	msg = append(append(msg, hdr...), buf.Bytes()...)
 
 	ctx, cancel := s.ctx()
 	defer cancel()

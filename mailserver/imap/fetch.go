@@ -280,8 +280,20 @@ type fetchScratch struct {
 	fields  []byte                                    // the last HEADER.FIELDS answer
 }
 
+// fetchOne writes one message's FETCH response. The response writer holds
+// the connection's write lock until closed, so it is closed on every path:
+// left open after a failed write, the library could never answer the
+// command or close the connection.
 func (ss *session) fetchOne(w *imapserver.FetchWriter, t *target, m *message, opts *goimap.FetchOptions, flags bool, sc *fetchScratch) error {
 	rw := w.CreateMessage(t.seq)
+	if err := writeFetchItems(rw, t, m, opts, flags, sc); err != nil {
+		rw.Close()
+		return err
+	}
+	return rw.Close()
+}
+
+func writeFetchItems(rw *imapserver.FetchResponseWriter, t *target, m *message, opts *goimap.FetchOptions, flags bool, sc *fetchScratch) error {
 	info := &t.e
 	if opts.UID {
 		rw.WriteUID(goimap.UID(t.uid))
@@ -298,21 +310,22 @@ func (ss *session) fetchOne(w *imapserver.FetchWriter, t *target, m *message, op
 	if opts.Envelope {
 		hdr, err := m.header()
 		if err != nil {
-			rw.Close()
 			return internalErr("fetch", err)
 		}
 		h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(hdr)))
 		rw.WriteEnvelope(imapserver.ExtractEnvelope(h))
 	}
+	var body *io.SectionReader
 	if opts.BodyStructure != nil || len(opts.BinarySection) > 0 || len(opts.BinarySectionSize) > 0 {
-		body, err := m.open()
-		if err != nil {
-			rw.Close()
+		var err error
+		if body, err = m.open(); err != nil {
 			return internalErr("fetch", err)
 		}
-		if opts.BodyStructure != nil {
-			rw.WriteBodyStructure(imapserver.ExtractBodyStructure(io.NewSectionReader(body, 0, body.Size())))
-		}
+	}
+	// The extractors read from the start: each gets its own reader.
+	whole := func() *io.SectionReader { return io.NewSectionReader(body, 0, body.Size()) }
+	if opts.BodyStructure != nil {
+		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(whole()))
 	}
 	for _, bs := range opts.BodySection {
 		if err := writeBodySection(rw, bs, m, sc); err != nil {
@@ -320,30 +333,24 @@ func (ss *session) fetchOne(w *imapserver.FetchWriter, t *target, m *message, op
 		}
 	}
 	for _, bs := range opts.BinarySection {
-		body, err := m.open()
-		if err != nil {
-			rw.Close()
-			return internalErr("fetch", err)
-		}
-		data := imapserver.ExtractBinarySection(io.NewSectionReader(body, 0, body.Size()), bs)
-		wc := rw.WriteBinarySection(bs, int64(len(data)))
-		if _, err := wc.Write(data); err != nil {
-			wc.Close()
-			return err
-		}
-		if err := wc.Close(); err != nil {
+		data := imapserver.ExtractBinarySection(whole(), bs)
+		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(data))), data); err != nil {
 			return err
 		}
 	}
 	for _, bs := range opts.BinarySectionSize {
-		body, err := m.open()
-		if err != nil {
-			rw.Close()
-			return internalErr("fetch", err)
-		}
-		rw.WriteBinarySectionSize(bs, imapserver.ExtractBinarySectionSize(io.NewSectionReader(body, 0, body.Size()), bs))
+		rw.WriteBinarySectionSize(bs, imapserver.ExtractBinarySectionSize(whole(), bs))
 	}
-	return rw.Close()
+	return nil
+}
+
+// writeLiteral writes data as one literal and closes it.
+func writeLiteral(wc io.WriteCloser, data []byte) error {
+	if _, err := wc.Write(data); err != nil {
+		wc.Close()
+		return err
+	}
+	return wc.Close()
 }
 
 // writeBodySection serves BODY[], BODY[HEADER] and BODY[TEXT] of the whole
@@ -386,12 +393,7 @@ func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBo
 			// its bytes.
 			if data, ok := appendHeaderFields(sc.fields[:0], hdr, lower); ok {
 				sc.fields = data
-				wc := rw.WriteBodySection(bs, int64(len(data)))
-				if _, err := wc.Write(data); err != nil {
-					wc.Close()
-					return err
-				}
-				return wc.Close()
+				return writeLiteral(rw.WriteBodySection(bs, int64(len(data))), data)
 			}
 		}
 		var src io.Reader
@@ -401,12 +403,7 @@ func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBo
 			src = io.NewSectionReader(body, 0, body.Size())
 		}
 		data := imapserver.ExtractBodySection(src, bs)
-		wc := rw.WriteBodySection(bs, int64(len(data)))
-		if _, err := wc.Write(data); err != nil {
-			wc.Close()
-			return err
-		}
-		return wc.Close()
+		return writeLiteral(rw.WriteBodySection(bs, int64(len(data))), data)
 	}
 	if p := bs.Partial; p != nil {
 		if p.Offset >= n {

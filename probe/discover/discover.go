@@ -509,13 +509,27 @@ func srvAttempt(info DNSInfo, domain string) *attempt {
 func guess(ctx context.Context, cfg Config, addr autoconfig.Address) *attempt {
 	d := addr.Domain
 	a := &attempt{rec: report.Discovery{Mechanism: Guess, Priority: 6, Query: "imap. pop3. pop. mail. smtp. " + d, Redirects: []string{}, Servers: []report.Server{}}}
-	resolves := func(h string) bool {
-		_, err := resolve(ctx, cfg.DNS, h)
-		return err == nil
+	// Guessing runs when nothing else worked, often for a domain whose DNS
+	// is slow or broken: ask for every name at once, then choose in
+	// Thunderbird's order.
+	names := []string{"imap." + d, "mail." + d, d, "pop3." + d, "pop." + d, "smtp." + d}
+	resolves := make(map[string]bool, len(names))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, h := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := resolve(ctx, cfg.DNS, h)
+			mu.Lock()
+			resolves[h] = err == nil
+			mu.Unlock()
+		}()
 	}
+	wg.Wait()
 	pick := func(hosts ...string) string {
 		for _, h := range hosts {
-			if resolves(h) {
+			if resolves[h] {
 				return h
 			}
 		}

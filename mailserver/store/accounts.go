@@ -29,7 +29,7 @@ type MailboxSpec struct {
 
 const accountCols = `id, address, localpart, domain, password_hash, created`
 
-func scanAccount(row interface{ Scan(...any) error }) (Account, error) {
+func scanAccount(row rowScanner) (Account, error) {
 	var a Account
 	var created int64
 	if err := row.Scan(&a.ID, &a.Address, &a.Localpart, &a.Domain, &a.PasswordHash, &created); err != nil {
@@ -114,23 +114,7 @@ func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
 }
 
 func (s *Store) queryAccounts(ctx context.Context, q string, args ...any) ([]Account, error) {
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: accounts: %w", err)
-	}
-	defer rows.Close()
-	var out []Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: accounts: %w", err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: accounts: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.r, "accounts", scanAccount, q, args...)
 }
 
 // AccountCount returns the number of accounts.
@@ -162,19 +146,10 @@ func (s *Store) SetPasswordHash(ctx context.Context, id int64, hash string) erro
 func (s *Store) DeleteAccount(ctx context.Context, id int64) error {
 	var boxes []int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM mailboxes WHERE account_id = ?`, id)
-		if err != nil {
-			return fmt.Errorf("store: delete account: %w", err)
+		var err error
+		if boxes, err = queryAll(ctx, tx, "delete account", scanInt64, `SELECT id FROM mailboxes WHERE account_id = ?`, id); err != nil {
+			return err
 		}
-		for rows.Next() {
-			var b int64
-			if err := rows.Scan(&b); err != nil {
-				rows.Close()
-				return fmt.Errorf("store: delete account: %w", err)
-			}
-			boxes = append(boxes, b)
-		}
-		rows.Close()
 		res, err := tx.ExecContext(ctx, `DELETE FROM accounts WHERE id = ?`, id)
 		if err != nil {
 			return fmt.Errorf("store: delete account: %w", err)

@@ -94,7 +94,7 @@ func validSpecialUse(su string) bool {
 
 const mailboxCols = `id, account_id, name, uidvalidity, uidnext, highest_modseq, subscribed, special_use`
 
-func scanMailbox(row interface{ Scan(...any) error }) (Mailbox, error) {
+func scanMailbox(row rowScanner) (Mailbox, error) {
 	var m Mailbox
 	var uidv, uidn int64
 	var hms int64
@@ -226,23 +226,7 @@ func (s *Store) MailboxByID(ctx context.Context, id int64) (Mailbox, error) {
 // Mailboxes lists an account's mailboxes ordered by name; a parent sorts
 // before its children.
 func (s *Store) Mailboxes(ctx context.Context, accountID int64) ([]Mailbox, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+mailboxCols+` FROM mailboxes WHERE account_id = ? ORDER BY name`, accountID)
-	if err != nil {
-		return nil, fmt.Errorf("store: list mailboxes: %w", err)
-	}
-	defer rows.Close()
-	var out []Mailbox
-	for rows.Next() {
-		m, err := scanMailbox(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list mailboxes: %w", err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list mailboxes: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.r, "list mailboxes", scanMailbox, `SELECT `+mailboxCols+` FROM mailboxes WHERE account_id = ? ORDER BY name`, accountID)
 }
 
 // DeleteMailbox deletes a mailbox and its messages. INBOX cannot be
@@ -347,20 +331,12 @@ func (s *Store) RenameMailbox(ctx context.Context, accountID int64, oldName, new
 				return err
 			}
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM mailboxes WHERE account_id = ? AND `+childOf,
+		kids, err := queryAll(ctx, tx, "rename", scanInt64, `SELECT id FROM mailboxes WHERE account_id = ? AND `+childOf,
 			accountID, len(oldName)+1, oldName+Delimiter)
 		if err != nil {
-			return fmt.Errorf("store: rename: %w", err)
+			return err
 		}
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return fmt.Errorf("store: rename: %w", err)
-			}
-			touched = append(touched, id)
-		}
-		rows.Close()
+		touched = append(touched, kids...)
 		// substr counts characters, len counts bytes: compare and cut on
 		// bytes via CAST AS BLOB so non-ASCII names rename correctly.
 		_, err = tx.ExecContext(ctx, `UPDATE mailboxes SET name = ?1 || CAST(substr(CAST(name AS BLOB), ?2) AS TEXT)

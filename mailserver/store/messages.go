@@ -59,7 +59,7 @@ func (b *Body) Close() error { return b.f.Close() }
 
 const messageCols = `uid, flags, size, internal_date, modseq`
 
-func scanMessage(row interface{ Scan(...any) error }) (MessageInfo, error) {
+func scanMessage(row rowScanner) (MessageInfo, error) {
 	var m MessageInfo
 	var uid, modseq, date int64
 	var flags string
@@ -275,23 +275,7 @@ func (s *Store) Changes(ctx context.Context, mailboxID int64, since uint64) (cha
 }
 
 func (s *Store) queryMessages(ctx context.Context, q string, args ...any) ([]MessageInfo, error) {
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: messages: %w", err)
-	}
-	defer rows.Close()
-	var out []MessageInfo
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: messages: %w", err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: messages: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.r, "messages", scanMessage, q, args...)
 }
 
 // OpenMessage opens a message body for reading (IMAP BODY[] with partial
@@ -406,23 +390,7 @@ func uidsIn(ctx context.Context, tx *sql.Tx, mailboxID int64) ([]uint32, error) 
 
 // queryUIDs runs a query whose one column is a UID.
 func queryUIDs(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]uint32, error) {
-	rows, err := tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: uids: %w", err)
-	}
-	defer rows.Close()
-	var out []uint32
-	for rows.Next() {
-		var u int64
-		if err := rows.Scan(&u); err != nil {
-			return nil, fmt.Errorf("store: uids: %w", err)
-		}
-		out = append(out, uint32(u))
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: uids: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, tx, "uids", scanUID, q, args...)
 }
 
 // StoreFlags changes the flags of the given UIDs and returns the resulting

@@ -21,28 +21,20 @@ type MessageRef struct {
 // MessageRefs lists a mailbox's messages in UID order with their body
 // references (POP3's snapshot at login).
 func (s *Store) MessageRefs(ctx context.Context, mailboxID int64) ([]MessageRef, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT uid, size, blob FROM messages WHERE mailbox_id = ? ORDER BY uid`, mailboxID)
-	if err != nil {
-		return nil, fmt.Errorf("store: message refs: %w", err)
+	return queryAll(ctx, s.r, "message refs", scanRef, `SELECT uid, size, blob FROM messages WHERE mailbox_id = ? ORDER BY uid`, mailboxID)
+}
+
+func scanRef(row rowScanner) (MessageRef, error) {
+	var uid int64
+	var r MessageRef
+	if err := row.Scan(&uid, &r.Size, &r.blob); err != nil {
+		return MessageRef{}, err
 	}
-	defer rows.Close()
-	var out []MessageRef
-	for rows.Next() {
-		var uid int64
-		var r MessageRef
-		if err := rows.Scan(&uid, &r.Size, &r.blob); err != nil {
-			return nil, fmt.Errorf("store: message refs: %w", err)
-		}
-		if !validBlobName(r.blob) {
-			return nil, fmt.Errorf("store: message refs: corrupt body reference %q", r.blob)
-		}
-		r.UID = uint32(uid)
-		out = append(out, r)
+	if !validBlobName(r.blob) {
+		return MessageRef{}, fmt.Errorf("corrupt body reference %q", r.blob)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: message refs: %w", err)
-	}
-	return out, nil
+	r.UID = uint32(uid)
+	return r, nil
 }
 
 // OpenRef opens the body a ref names without consulting the index.

@@ -105,43 +105,39 @@ func (s *Store) queueEntries(ctx context.Context, where string, args ...any) ([]
 		return nil, fmt.Errorf("store: queue: %w", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT id, sender, size, created, next_attempt, attempts, last_error FROM queue `+where, args...)
+	out, err := queryAll(ctx, tx, "queue", scanQueueEntry,
+		`SELECT id, sender, size, created, next_attempt, attempts, last_error FROM queue `+where, args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: queue: %w", err)
-	}
-	var out []QueueEntry
-	for rows.Next() {
-		var e QueueEntry
-		var created, next int64
-		if err := rows.Scan(&e.ID, &e.Sender, &e.Size, &created, &next, &e.Attempts, &e.LastError); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("store: queue: %w", err)
-		}
-		e.Created, e.NextAttempt = timeFromNano(created), timeFromNano(next)
-		out = append(out, e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: queue: %w", err)
+		return nil, err
 	}
 	for i := range out {
-		rr, err := tx.QueryContext(ctx, `SELECT rcpt, status, last_error, updated FROM queue_rcpts WHERE queue_id = ? ORDER BY rcpt`, out[i].ID)
+		out[i].Recipients, err = queryAll(ctx, tx, "queue", scanQueueRecipient,
+			`SELECT rcpt, status, last_error, updated FROM queue_rcpts WHERE queue_id = ? ORDER BY rcpt`, out[i].ID)
 		if err != nil {
-			return nil, fmt.Errorf("store: queue: %w", err)
+			return nil, err
 		}
-		for rr.Next() {
-			var r QueueRecipient
-			var upd int64
-			if err := rr.Scan(&r.Address, &r.Status, &r.LastError, &upd); err != nil {
-				rr.Close()
-				return nil, fmt.Errorf("store: queue: %w", err)
-			}
-			r.Updated = timeFromNano(upd)
-			out[i].Recipients = append(out[i].Recipients, r)
-		}
-		rr.Close()
 	}
 	return out, nil
+}
+
+func scanQueueEntry(row rowScanner) (QueueEntry, error) {
+	var e QueueEntry
+	var created, next int64
+	if err := row.Scan(&e.ID, &e.Sender, &e.Size, &created, &next, &e.Attempts, &e.LastError); err != nil {
+		return QueueEntry{}, err
+	}
+	e.Created, e.NextAttempt = timeFromNano(created), timeFromNano(next)
+	return e, nil
+}
+
+func scanQueueRecipient(row rowScanner) (QueueRecipient, error) {
+	var r QueueRecipient
+	var upd int64
+	if err := row.Scan(&r.Address, &r.Status, &r.LastError, &upd); err != nil {
+		return QueueRecipient{}, err
+	}
+	r.Updated = timeFromNano(upd)
+	return r, nil
 }
 
 // QueueList returns every queued message, oldest first.

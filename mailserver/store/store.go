@@ -262,22 +262,9 @@ func (s *Store) removeBlob(name string) {
 // The rows go in one statement after the unlinks: one commit (and fsync)
 // per batch, not per body, and a crash in between only repeats an unlink.
 func (s *Store) collectGarbage(ctx context.Context) error {
-	rows, err := s.w.QueryContext(ctx, `SELECT name FROM blob_garbage`)
+	names, err := queryAll(ctx, s.w, "garbage", scanString, `SELECT name FROM blob_garbage`)
 	if err != nil {
-		return fmt.Errorf("store: garbage: %w", err)
-	}
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return fmt.Errorf("store: garbage: %w", err)
-		}
-		names = append(names, n)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: garbage: %w", err)
+		return err
 	}
 	if len(names) == 0 {
 		return nil

@@ -5,7 +5,7 @@
 //	go run ./bench/pop3 [-n 2000] [-size 4096] [-clients 10] [-runs 3] [-plain] [-cpuprofile f]
 //
 // Both servers are measured over implicit TLS (pop3s), TLS 1.3 only, with
-// the same ECDSA P-256 certificate from a throwaway test CA: mailconf
+// the same self-signed ECDSA P-256 certificate (mailconf's own): mailconf
 // refuses logins without TLS, so Dovecot gets TLS too. mailconf runs
 // in-process on a temporary store (fsync on); Dovecot (Debian
 // dovecot-pop3d) is a private instance with the anchor's configuration

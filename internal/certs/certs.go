@@ -58,7 +58,7 @@ func New(cfg *config.Config) (*Manager, error) {
 		}
 		// Missing, damaged, expiring or not covering a configured name:
 		// replace it rather than serve it.
-		if err := writeSelfSigned(m.certFile, m.keyFile, m.names); err != nil {
+		if err := WriteSelfSigned(m.certFile, m.keyFile, m.names); err != nil {
 			return nil, err
 		}
 	}
@@ -164,7 +164,10 @@ func covers(leaf *x509.Certificate, names []string) bool {
 	return true
 }
 
-func writeSelfSigned(certFile, keyFile string, names []string) error {
+// WriteSelfSigned writes a new self-signed ECDSA P-256 certificate for
+// names (the first is the subject; 127.0.0.1 and ::1 are always covered),
+// valid for 825 days, as PEM files: the certificate and its PKCS#8 key.
+func WriteSelfSigned(certFile, keyFile string, names []string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("tls: generate key: %w", err)

@@ -74,18 +74,12 @@ func respCode(text string) (code, rest string) {
 }
 
 func (p *imap) greeting(r *run) outcome {
-	line, err := r.w.readLine(r.cfg.Timeouts.Greeting)
-	if err != nil {
-		if looksLikeTLS(line) {
-			return fail(report.TLSOnPlainPort, "the greeting is a TLS record: this port speaks implicit TLS", nil)
-		}
-		return netFail(err, phaseGreeting)
+	line, o, ok := r.greetingLine()
+	if !ok {
+		return o
 	}
-	r.out.Greeting = printable(line)
 	upper := strings.ToUpper(line)
 	switch {
-	case looksLikeTLS(line):
-		return fail(report.TLSOnPlainPort, "the greeting is a TLS record: this port speaks implicit TLS", nil)
 	case strings.HasPrefix(upper, "* OK"):
 		_, text := respCode(strings.TrimSpace(line[4:]))
 		return pass(text)
@@ -134,13 +128,7 @@ func (p *imap) startTLSOffered(caps []string) bool { return hasCap(caps, "STARTT
 
 func (p *imap) startTLS(r *run, inject bool) outcome {
 	tag := p.next()
-	var err error
-	if inject {
-		err = r.w.writeRaw(tag+" STARTTLS\r\nx1 NOOP\r\n", tag+" STARTTLS", "x1 NOOP (same segment, before the handshake)")
-	} else {
-		err = r.w.write(tag+" STARTTLS", "")
-	}
-	if err != nil {
+	if err := r.sendStartTLS(tag+" STARTTLS", "x1 NOOP", inject); err != nil {
 		return netFail(err, phaseDialogue)
 	}
 	resp, err := p.read(r, tag)

@@ -42,16 +42,9 @@ func (unexpectedError) Error() string { return "reply is neither +OK nor -ERR" }
 var errUnexpected error = unexpectedError{}
 
 func (p *pop3) greeting(r *run) outcome {
-	line, err := r.w.readLine(r.cfg.Timeouts.Greeting)
-	if err != nil {
-		if looksLikeTLS(line) {
-			return fail(report.TLSOnPlainPort, "the greeting is a TLS record: this port speaks implicit TLS", nil)
-		}
-		return netFail(err, phaseGreeting)
-	}
-	r.out.Greeting = printable(line)
-	if looksLikeTLS(line) {
-		return fail(report.TLSOnPlainPort, "the greeting is a TLS record: this port speaks implicit TLS", nil)
+	line, o, ok := r.greetingLine()
+	if !ok {
+		return o
 	}
 	ok, reply, err := parsePOP(line)
 	switch {
@@ -108,13 +101,7 @@ func (p *pop3) startTLSOffered(caps []string) bool {
 }
 
 func (p *pop3) startTLS(r *run, inject bool) outcome {
-	var err error
-	if inject {
-		err = r.w.writeRaw("STLS\r\nNOOP\r\n", "STLS", "NOOP (same segment, before the handshake)")
-	} else {
-		err = r.w.write("STLS", "")
-	}
-	if err != nil {
+	if err := r.sendStartTLS("STLS", "NOOP", inject); err != nil {
 		return netFail(err, phaseDialogue)
 	}
 	ok, reply, err := p.status(r)

@@ -73,16 +73,9 @@ func (p *smtp) read(r *run) (smtpReply, error) {
 }
 
 func (p *smtp) greeting(r *run) outcome {
-	line, err := r.w.readLine(r.cfg.Timeouts.Greeting)
-	if err != nil {
-		if looksLikeTLS(line) {
-			return fail(report.TLSOnPlainPort, "the greeting is a TLS record: this port speaks implicit TLS", nil)
-		}
-		return netFail(err, phaseGreeting)
-	}
-	r.out.Greeting = printable(line)
-	if looksLikeTLS(line) {
-		return fail(report.TLSOnPlainPort, "the greeting is a TLS record: this port speaks implicit TLS", nil)
+	line, o, ok := r.greetingLine()
+	if !ok {
+		return o
 	}
 	// A multi-line greeting: read the rest.
 	rep := smtpReply{}
@@ -90,6 +83,7 @@ func (p *smtp) greeting(r *run) outcome {
 		rep.code, _ = strconv.Atoi(line[:3])
 		rep.lines = []string{line[4:]}
 		for line[3] == '-' {
+			var err error
 			if line, err = r.w.readLine(0); err != nil {
 				return netFail(err, phaseGreeting)
 			}
@@ -142,13 +136,7 @@ func (p *smtp) startTLSOffered(caps []string) bool {
 }
 
 func (p *smtp) startTLS(r *run, inject bool) outcome {
-	var err error
-	if inject {
-		err = r.w.writeRaw("STARTTLS\r\nNOOP\r\n", "STARTTLS", "NOOP (same segment, before the handshake)")
-	} else {
-		err = r.w.write("STARTTLS", "")
-	}
-	if err != nil {
+	if err := r.sendStartTLS("STARTTLS", "NOOP", inject); err != nil {
 		return netFail(err, phaseDialogue)
 	}
 	rep, err := p.read(r)

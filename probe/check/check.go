@@ -315,11 +315,7 @@ func (r *run) sequence(finishGate func(attempted, rejected bool)) {
 			return
 		}
 	}
-	if e.Security == autoconfig.StartTLS {
-		r.out.Capabilities.AfterTLS = caps
-	} else {
-		r.out.Capabilities.AfterTLS = caps
-	}
+	r.out.Capabilities.AfterTLS = caps
 	mechs := r.proto.mechanisms(caps)
 	r.out.AuthMechanisms.AfterTLS = mechs
 	r.login(mechs, caps, finishGate)

@@ -163,13 +163,7 @@ func (p *pop3) login(r *run, user string, pw report.Secret, mechs []string) (str
 		if err := r.w.write(ir, "[redacted]"); err != nil {
 			return "PLAIN", netFail(err, phaseDialogue)
 		}
-		type st struct {
-			ok    bool
-			reply *report.Reply
-		}
-		res, err := authRead(r, func() (st, error) { ok, reply, err := p.status(r); return st{ok, reply}, err })
-		o, _ := p.authStep(res.ok, res.reply, err, false)
-		return "PLAIN", o
+		return "PLAIN", p.authFinal(r)
 	}
 	if strings.ContainsAny(user+pw.Reveal(), "\r\n") {
 		return "USER", outcome{status: report.StatusError, code: report.AuthSkipped, msg: "the password contains line breaks"}
@@ -184,13 +178,18 @@ func (p *pop3) login(r *run, user string, pw report.Secret, mechs []string) (str
 	if err := r.w.write("PASS "+pw.Reveal(), "PASS [redacted]"); err != nil {
 		return "USER", netFail(err, phaseDialogue)
 	}
+	return "USER", p.authFinal(r)
+}
+
+// authFinal reads the login's last answer with the login budget.
+func (p *pop3) authFinal(r *run) outcome {
 	type st struct {
 		ok    bool
 		reply *report.Reply
 	}
 	res, err := authRead(r, func() (st, error) { ok, reply, err := p.status(r); return st{ok, reply}, err })
 	o, _ := p.authStep(res.ok, res.reply, err, false)
-	return "USER", o
+	return o
 }
 
 // authStep turns one reply of the login dialogue into an outcome; done is

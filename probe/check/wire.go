@@ -91,8 +91,9 @@ func (w *wire) writeRaw(b string, shown ...string) error {
 	return err
 }
 
-// upgrade switches to a TLS connection; bytes still buffered from the
-// plaintext phase are discarded and their count returned.
+// upgrade switches to a TLS connection. Bytes still buffered from the
+// plaintext phase are dropped with the old reader (the STARTTLS step has
+// already counted them as a finding).
 func (w *wire) upgrade(c net.Conn) {
 	w.conn = c
 	w.r = bufio.NewReaderSize(c, maxLine)
@@ -110,7 +111,7 @@ func (w *wire) transcript(id, endpoint, ip string) report.Transcript {
 	return t
 }
 
-// printable escapes control and non-UTF-8 bytes so binary garbage (a TLS
+// printable escapes control and non-ASCII bytes so binary garbage (a TLS
 // record on a plaintext port) stays readable and cannot forge lines.
 func printable(s string) string {
 	var b strings.Builder
@@ -119,9 +120,7 @@ func printable(s string) string {
 		switch {
 		case c == '\r' || c == '\n':
 			continue
-		case c < 0x20 || c == 0x7f:
-			fmt.Fprintf(&b, "\\x%02x", c)
-		case c >= 0x80:
+		case c < 0x20 || c >= 0x7f:
 			fmt.Fprintf(&b, "\\x%02x", c)
 		default:
 			b.WriteByte(c)

@@ -301,33 +301,43 @@ func validBlobName(n string) bool {
 // so the server runs it once at start (in the background), not every CLI
 // command.
 func (s *Store) Sweep(ctx context.Context) (removed int, err error) {
+	// File times are the real clock's, whatever Options.Now says.
 	cutoff := time.Now().Add(-orphanAge)
 	for i := 0; i < 256; i++ {
-		sub := filepath.Join(s.msgDir, fmt.Sprintf("%02x", i))
-		ents, err := os.ReadDir(sub)
+		prefix := fmt.Sprintf("%02x", i)
+		ents, err := os.ReadDir(filepath.Join(s.msgDir, prefix))
 		if err != nil {
 			return removed, fmt.Errorf("store: sweep: %w", err)
 		}
+		var old []string
 		for _, e := range ents {
-			name := e.Name()
-			if !validBlobName(name) {
+			if !validBlobName(e.Name()) {
 				continue
 			}
-			info, err := e.Info()
-			if err != nil || info.ModTime().After(cutoff) {
-				continue
+			if info, err := e.Info(); err == nil && !info.ModTime().After(cutoff) {
+				old = append(old, e.Name())
 			}
-			var one int
-			err = s.r.QueryRowContext(ctx, `SELECT 1 WHERE EXISTS (SELECT 1 FROM messages WHERE blob = ?1)
-				OR EXISTS (SELECT 1 FROM queue WHERE blob = ?1)`, name).Scan(&one)
-			if errors.Is(err, sql.ErrNoRows) {
+		}
+		if len(old) == 0 {
+			continue
+		}
+		// One index range per directory rather than one lookup per file:
+		// in a store of old mail nearly every file is a candidate. Read
+		// after the directory, so a row committed meanwhile is seen.
+		refs, err := queryAll(ctx, s.r, "sweep", scanString, `SELECT blob FROM messages WHERE blob >= ?1 AND blob < ?2
+			UNION SELECT blob FROM queue WHERE blob >= ?1 AND blob < ?2`, prefix, prefix+"~")
+		if err != nil {
+			return removed, err
+		}
+		live := make(map[string]bool, len(refs))
+		for _, r := range refs {
+			live[r] = true
+		}
+		for _, name := range old {
+			if !live[name] {
 				s.log.Info("store: removing uncommitted body", "blob", name)
 				s.removeBlob(name)
 				removed++
-				continue
-			}
-			if err != nil {
-				return removed, fmt.Errorf("store: sweep: %w", err)
 			}
 		}
 	}

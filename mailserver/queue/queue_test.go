@@ -300,16 +300,7 @@ func TestSmarthostAuth(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg.Username, cfg.PasswordFile = "relay-user", pwFile
-			q, err := New(cfg, w.st)
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() { _ = q.Run(context.Background()) }()
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_ = q.Shutdown(ctx)
-			})
+			w.start(cfg)
 			// nullmx.test would bounce via DNS: the smarthost takes it.
 			id := w.enqueue("alice@example.test", []string{"x@nullmx.test"}, testMsg)
 			if tc.want {

@@ -326,6 +326,25 @@ func TestSmarthostAuth(t *testing.T) {
 	}
 }
 
+// TestSmarthostRefusesPlaintext: the smarthost carries every message and
+// the relay login, so without STARTTLS nothing is sent; the recipient is
+// deferred (the operator's problem), never bounced.
+func TestSmarthostRefusesPlaintext(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	cfg := w.config()
+	cfg.Smarthost = "relay.test:" + w.port
+	w.start(cfg)
+	id := w.enqueue("alice@example.test", []string{"bob@remote.test"}, testMsg)
+	waitFor(t, "deferral", func() bool { e, ok := w.entry(id); return ok && e.Attempts == 1 })
+	e, _ := w.entry(id)
+	if !strings.Contains(e.LastError, "does not offer STARTTLS") || e.Recipients[0].Status != store.RcptPending {
+		t.Errorf("after a smarthost without STARTTLS: %+v", e)
+	}
+	if len(w.rx.messages()) != 0 || len(w.inbox()) != 0 {
+		t.Error("a message went to a smarthost in plaintext, or bounced")
+	}
+}
+
 func TestRestartResumesPendingEntries(t *testing.T) {
 	var fail atomic.Bool
 	fail.Store(true)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -158,14 +156,9 @@ func probeRoots(cfg *config.Config, caFiles []string) (*x509.CertPool, []string,
 // terminal, else none (a probe without login tests).
 func readProbePassword(stdin io.Reader, stderr io.Writer, fromStdin bool, address string) (report.Secret, int) {
 	if fromStdin {
-		line, err := bufio.NewReaderSize(stdin, 4096).ReadString('\n')
-		if err != nil && !(errors.Is(err, io.EOF) && line != "") {
-			fmt.Fprintln(stderr, "mailconf probe: --password-stdin: no password line on standard input")
-			return report.Secret{}, exitUsage
-		}
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		if line == "" {
-			fmt.Fprintln(stderr, "mailconf probe: --password-stdin: the password line is empty")
+		line, err := readPasswordLine(stdin)
+		if err != nil {
+			fmt.Fprintf(stderr, "mailconf probe: --password-stdin: %v\n", err)
 			return report.Secret{}, exitUsage
 		}
 		return report.NewSecret(line), exitOK

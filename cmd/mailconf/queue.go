@@ -60,9 +60,9 @@ func runQueue(ctx context.Context, cfg *config.Config, args []string, stdout, st
 			return exitUsage
 		}
 	}
-	st, err := store.Open(ctx, cfg.DataDir, store.Options{MessageSize: cfg.Limits.MessageSize})
+	st, err := openStore(ctx, cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "mailconf queue %s: %v (data_dir = %q)\n", sub, err, cfg.DataDir)
+		fmt.Fprintf(stderr, "mailconf queue %s: %v\n", sub, err)
 		return exitFailure
 	}
 	defer st.Close()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,9 +81,9 @@ func runUser(ctx context.Context, cfg *config.Config, args []string, stdin io.Re
 		}
 	}
 
-	st, err := store.Open(ctx, cfg.DataDir, store.Options{MessageSize: cfg.Limits.MessageSize})
+	st, err := openStore(ctx, cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "mailconf user %s: %v (data_dir = %q)\n", sub, err, cfg.DataDir)
+		fmt.Fprintf(stderr, "mailconf user %s: %v\n", sub, err)
 		return exitFailure
 	}
 	defer st.Close()
@@ -157,14 +156,9 @@ func hint(err error) string {
 // echo. The password never reaches argv, logs or error text.
 func readNewPassword(stdin io.Reader, stderr io.Writer, fromStdin bool, sub string) (string, int) {
 	if fromStdin {
-		line, err := bufio.NewReaderSize(stdin, 4096).ReadString('\n')
-		if err != nil && !(errors.Is(err, io.EOF) && line != "") {
-			fmt.Fprintf(stderr, "mailconf user %s: --password-stdin: no password line on standard input\n", sub)
-			return "", exitUsage
-		}
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		if line == "" {
-			fmt.Fprintf(stderr, "mailconf user %s: --password-stdin: the password line is empty\n", sub)
+		line, err := readPasswordLine(stdin)
+		if err != nil {
+			fmt.Fprintf(stderr, "mailconf user %s: --password-stdin: %v\n", sub, err)
 			return "", exitUsage
 		}
 		return line, exitOK

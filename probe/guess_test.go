@@ -26,6 +26,13 @@ func TestGuessOnlyWhenNothingElse(t *testing.T) {
 		if g := rep.Discovery[i]; g.Status != report.StatusPass || g.Trust != report.UntrustedDNS {
 			t.Errorf("guess attempt: status %s trust %s", g.Status, g.Trust)
 		}
+		// A mechanism whose host does not exist found nothing: normal for
+		// most domains, so info, not a warning.
+		for _, d := range rep.Discovery {
+			if d.Mechanism == discover.ProviderHTTPS && (d.Status != report.StatusInfo || d.Error == nil || d.Error.Class != report.DNSNoAddress) {
+				t.Errorf("autoconfig host without address: %+v", d)
+			}
+		}
 		got := map[string]report.Endpoint{}
 		for _, ep := range rep.Endpoints {
 			got[fmt.Sprintf("%s %s:%d", ep.Protocol, ep.Host, ep.Port)] = ep

@@ -8,6 +8,7 @@ package discover
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -272,7 +273,8 @@ func broken(a *attempt, code report.Code, msg string) {
 
 func (a *attempt) fetchErr(err error, now time.Time) {
 	code := check.ClassifyError(err, now)
-	if _, ok := err.(*noAddressError); ok || strings.Contains(err.Error(), "has no address") {
+	var noAddr *noAddressError
+	if errors.As(err, &noAddr) {
 		code = report.DNSNoAddress
 	}
 	switch code {

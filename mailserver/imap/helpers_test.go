@@ -53,6 +53,12 @@ type envOpt func(*Config)
 
 func newEnv(t *testing.T, opts ...envOpt) *env {
 	t.Helper()
+	return newEnvAuth(t, accounts.AuthOptions{}, opts...)
+}
+
+// newEnvAuth is newEnv with the shared authenticator's options given.
+func newEnvAuth(t *testing.T, authOpts accounts.AuthOptions, opts ...envOpt) *env {
+	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse("test.toml", []byte(strings.Replace(testConfig, "%s", dir, 1)))
 	if err != nil {
@@ -72,7 +78,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	if _, err := mgr.Add(ctx, bob, bobPass); err != nil {
 		t.Fatal(err)
 	}
-	auth := accounts.NewAuthenticator(st, cfg, accounts.AuthOptions{})
+	auth := accounts.NewAuthenticator(st, cfg, authOpts)
 	ca := testutil.NewCA(t)
 	leaf := ca.Issue(t, []string{"mail.example.com", "localhost", "127.0.0.1"}, time.Time{}, time.Time{})
 	c := Config{
@@ -163,18 +169,19 @@ type rawConn struct {
 func (e *env) rawTLS() *rawConn {
 	e.t.Helper()
 	c, err := tls.Dial("tcp", e.tlsAddr, e.clientTC)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { c.Close() })
-	r := &rawConn{t: e.t, c: c, br: bufio.NewReader(c)}
-	r.expectPrefix("* OK")
-	return r
+	return e.raw(c, err)
 }
 
 func (e *env) rawPlain() *rawConn {
 	e.t.Helper()
 	c, err := net.Dial("tcp", e.addr)
+	return e.raw(c, err)
+}
+
+// raw wraps a fresh connection (or fails the test with the dial error)
+// and reads the greeting.
+func (e *env) raw(c net.Conn, err error) *rawConn {
+	e.t.Helper()
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
+
+	"mailconf/mailserver/accounts"
 )
 
 func mailboxExists(t *testing.T, e *env, name string) bool {
@@ -167,7 +169,8 @@ func TestStartTLS(t *testing.T) {
 	r := e.rawPlain()
 	r.send("c1 CAPABILITY\r\n")
 	caps := r.until("c1 OK")[0]
-	if !strings.Contains(caps, "STARTTLS") || !strings.Contains(caps, "LOGINDISABLED") || strings.Contains(caps, "AUTH=") {
+	if !strings.Contains(caps, "STARTTLS") || !strings.Contains(caps, "LOGINDISABLED") || strings.Contains(caps, "AUTH=") ||
+		!strings.Contains(caps, "IMAP4rev1") || !strings.Contains(caps, "IMAP4rev2") {
 		t.Errorf("pre-TLS capabilities: %q", caps)
 	}
 	r.send("c2 LOGIN " + alice + " " + alicePass + "\r\n")
@@ -187,7 +190,8 @@ func TestStartTLS(t *testing.T) {
 	r.c, r.br = tc, bufio.NewReader(tc)
 	r.send("c5 CAPABILITY\r\n")
 	caps = r.until("c5 OK")[0]
-	if strings.Contains(caps, "LOGINDISABLED") || !strings.Contains(caps, "AUTH=PLAIN") || strings.Contains(caps, "STARTTLS") {
+	if strings.Contains(caps, "LOGINDISABLED") || !strings.Contains(caps, "AUTH=PLAIN") || strings.Contains(caps, "STARTTLS") ||
+		!strings.Contains(caps, "IMAP4rev1") || !strings.Contains(caps, "IMAP4rev2") {
 		t.Errorf("post-TLS capabilities: %q", caps)
 	}
 	r.send("c6 LOGIN " + alice + " " + alicePass + "\r\n")
@@ -264,5 +268,31 @@ func TestLongLine(t *testing.T) {
 	r.sendLax("l1 NOOP " + strings.Repeat("a", 100000) + "\r\n")
 	if _, closed := r.closed(); !closed {
 		t.Error("100 KB command line did not end the connection")
+	}
+}
+
+// TestLoginThrottled: IMAP logins go through the shared authenticator,
+// so its failed-login throttling applies here as in SMTP: after enough
+// failures from one address even the right password is refused, for LOGIN
+// and AUTHENTICATE PLAIN alike.
+func TestLoginThrottled(t *testing.T) {
+	e := newEnvAuth(t, accounts.AuthOptions{
+		Limits: accounts.Limits{IPFailures: 3},
+		Sleep:  func(context.Context, time.Duration) error { return nil },
+	})
+	r := e.rawTLS()
+	for i := 0; i < 3; i++ {
+		r.send("t1 LOGIN " + alice + " wrong-password\r\n")
+		if l := r.until("t1 "); !strings.HasPrefix(l[len(l)-1], "t1 NO [AUTHENTICATIONFAILED]") {
+			t.Fatalf("wrong password %d: %q", i+1, l)
+		}
+	}
+	r.send("t2 LOGIN " + alice + " " + alicePass + "\r\n")
+	if l := r.until("t2 "); !strings.HasPrefix(l[len(l)-1], "t2 NO") || !strings.Contains(l[len(l)-1], "Too many failed logins") {
+		t.Errorf("right password after the failure limit: %q", l)
+	}
+	r.send("t3 AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUuY29tAGFsaWNlLXBhc3N3b3JkLTE=\r\n")
+	if l := r.until("t3 "); !strings.HasPrefix(l[len(l)-1], "t3 NO") || !strings.Contains(l[len(l)-1], "Too many failed logins") {
+		t.Errorf("AUTHENTICATE PLAIN after the failure limit: %q", l)
 	}
 }

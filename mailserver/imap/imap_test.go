@@ -274,10 +274,12 @@ func TestAppendFetch(t *testing.T) {
 	fields := &goimap.FetchItemBodySection{Specifier: goimap.PartSpecifierHeader, HeaderFields: []string{"Subject"}, Peek: true}
 	partial := &goimap.FetchItemBodySection{Peek: true, Partial: &goimap.SectionPartial{Offset: 6, Size: 15}}
 	bin := &goimap.FetchItemBinarySection{Part: []int{2}, Peek: true}
+	binSize := &goimap.FetchItemBinarySectionSize{Part: []int{2}}
 	m2, err := c.Fetch(goimap.SeqSetNum(2), &goimap.FetchOptions{
-		BodyStructure: &goimap.FetchItemBodyStructure{Extended: true},
-		BodySection:   []*goimap.FetchItemBodySection{hdr, text, part1, part2mime, fields, partial},
-		BinarySection: []*goimap.FetchItemBinarySection{bin},
+		BodyStructure:     &goimap.FetchItemBodyStructure{Extended: true},
+		BodySection:       []*goimap.FetchItemBodySection{hdr, text, part1, part2mime, fields, partial},
+		BinarySection:     []*goimap.FetchItemBinarySection{bin},
+		BinarySectionSize: []*goimap.FetchItemBinarySectionSize{binSize},
 	}).Collect()
 	if err != nil || len(m2) != 1 {
 		t.Fatalf("FETCH sections: %v", err)
@@ -300,6 +302,9 @@ func TestAppendFetch(t *testing.T) {
 	}
 	if got := string(m2[0].FindBodySection(part2mime)); !strings.Contains(got, "Content-Transfer-Encoding: base64") {
 		t.Errorf("BODY[2.MIME] = %q", got)
+	}
+	if bss := m2[0].BinarySectionSize; len(bss) != 1 || bss[0].Size != uint32(len("hello binary")) {
+		t.Errorf("BINARY.SIZE[2] = %+v, want %d", bss, len("hello binary"))
 	}
 	mp, ok := m2[0].BodyStructure.(*goimap.BodyStructureMultiPart)
 	if !ok || len(mp.Children) != 2 || mp.Subtype != "mixed" {
@@ -399,6 +404,9 @@ func TestStoreCopyMoveExpungeSearch(t *testing.T) {
 		{"NOT", &goimap.SearchCriteria{Not: []goimap.SearchCriteria{{Flag: []goimap.Flag{goimap.FlagSeen}}}}, []uint32{3, 4, 5, 6}},
 		{"OR", &goimap.SearchCriteria{Or: [][2]goimap.SearchCriteria{{{SeqNum: []goimap.SeqSet{goimap.SeqSetNum(1)}}, {SeqNum: []goimap.SeqSet{goimap.SeqSetNum(6)}}}}}, []uint32{1, 6}},
 		{"seq *", &goimap.SearchCriteria{SeqNum: []goimap.SeqSet{{goimap.SeqRange{Start: 5, Stop: 0}}}}, []uint32{5, 6}},
+		{"UID *", &goimap.SearchCriteria{UID: []goimap.UIDSet{{goimap.UIDRange{Start: 5, Stop: 0}}}}, []uint32{5, 6}},
+		{"HEADER present", &goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "Message-ID"}}}, []uint32{1, 2, 3, 4, 5, 6}},
+		{"HEADER absent", &goimap.SearchCriteria{Header: []goimap.SearchCriteriaHeaderField{{Key: "X-Missing"}}}, nil},
 		{"LARGER", &goimap.SearchCriteria{Larger: 1}, []uint32{1, 2, 3, 4, 5, 6}},
 		{"SMALLER", &goimap.SearchCriteria{Smaller: 10}, nil},
 		{"SENTSINCE", &goimap.SearchCriteria{SentSince: time.Date(2006, 1, 2, 0, 0, 0, 0, time.UTC)}, []uint32{1, 2, 3, 4, 5, 6}},
@@ -420,14 +428,14 @@ func TestStoreCopyMoveExpungeSearch(t *testing.T) {
 
 	// COPY with COPYUID, then MOVE.
 	cd, err := c.Copy(goimap.SeqSetNum(1, 2), "Archive").Wait()
-	if err != nil || cd.UIDValidity == 0 || len(cd.DestUIDs) == 0 {
+	if err != nil || cd.UIDValidity == 0 || cd.SourceUIDs.String() != "1:2" || cd.DestUIDs.String() != "1:2" {
 		t.Fatalf("COPY: %+v %v", cd, err)
 	}
 	if _, err := c.Copy(goimap.SeqSetNum(1), "Nope").Wait(); err == nil || !strings.Contains(err.Error(), "TRYCREATE") {
 		t.Errorf("COPY to missing mailbox: %v", err)
 	}
 	md, err := c.Move(goimap.SeqSetNum(4), "Trash").Wait()
-	if err != nil || md.UIDValidity == 0 {
+	if err != nil || md.UIDValidity == 0 || md.SourceUIDs.String() != "4" || md.DestUIDs.String() != "1" {
 		t.Fatalf("MOVE: %+v %v", md, err)
 	}
 	st, _ := c.Status("Trash", &goimap.StatusOptions{NumMessages: true}).Wait()
@@ -463,8 +471,15 @@ func TestStoreCopyMoveExpungeSearch(t *testing.T) {
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := c.Store(goimap.SeqSetNum(1), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Collect(); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Unselect().Wait(); err != nil {
 		t.Fatal(err)
+	}
+	st, _ = c.Status("INBOX", &goimap.StatusOptions{NumMessages: true, NumDeleted: true}).Wait()
+	if *st.NumMessages != 2 || *st.NumDeleted != 1 {
+		t.Errorf("INBOX after UNSELECT: %d messages, %d deleted; want 2 and 1", *st.NumMessages, *st.NumDeleted)
 	}
 }
 

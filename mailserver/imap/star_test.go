@@ -42,3 +42,39 @@ func TestStar(t *testing.T) {
 		t.Errorf("UID SEARCH UID $: %q", got)
 	}
 }
+
+// TestLsub checks IMAP4rev1's LSUB on the wire: only subscribed mailboxes,
+// pattern applied.
+func TestLsub(t *testing.T) {
+	e := newEnv(t)
+	c := e.alice()
+	for _, n := range []string{"Work", "Work/Projects", "Personal"} {
+		if err := c.Create(n, nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{"Work/Projects", "Personal"} {
+		if err := c.Subscribe(n).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.rawTLS()
+	r.login()
+	r.send(`a LSUB "" "*"` + "\r\n")
+	lines := r.until("a ")
+	var got []string
+	for _, l := range lines[:len(lines)-1] {
+		if !strings.HasPrefix(l, "* LSUB ") {
+			t.Fatalf("LSUB answered %q", l)
+		}
+		got = append(got, strings.Trim(l[strings.LastIndexByte(l, ' ')+1:], `"`))
+	}
+	// The default folders are subscribed from the start; Work is not.
+	if want := "Archive Drafts INBOX Junk Personal Sent Trash Work/Projects"; strings.Join(got, " ") != want || !strings.HasPrefix(lines[len(lines)-1], "a OK") {
+		t.Errorf("LSUB \"\" *: %q, want %s", lines, want)
+	}
+	r.send(`b LSUB "" "Work/%"` + "\r\n")
+	if lines := r.until("b "); len(lines) != 2 || !strings.HasSuffix(lines[0], ` "Work/Projects"`) {
+		t.Errorf("LSUB \"\" Work/%%: %q", lines)
+	}
+}

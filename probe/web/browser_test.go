@@ -15,29 +15,13 @@ import (
 // address and password, run, watch the steps arrive while the probe runs,
 // see the final verdict, the matrix and the ticket text.
 func TestBrowser(t *testing.T) {
-	chromium := testutil.Tool(t, "chromium", "chromium")
 	e := newEnv(t, nil)
 	// A slow IMAP greeting keeps the probe running long enough to watch.
 	e.imap.GreetDelay = 1200 * time.Millisecond
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	actx, acancel := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
+	bctx := testutil.Chromium(ctx, t)
 
 	if err := chromedp.Do(bctx,
 		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -62,6 +63,28 @@ func TestOpportunisticTLSWithUntrustedCertificate(t *testing.T) {
 		t.Error("opportunistic TLS was not used")
 	}
 	waitFor(t, "log", func() bool { return strings.Contains(w.log(), "tls=unverified") })
+}
+
+// TestSTARTTLSFailureFallsBackToPlaintext: opportunistic TLS that cannot
+// be negotiated (here the receiver offers only TLS 1.1, below the queue's
+// minimum) is retried in plaintext on a new connection, as other MTAs do,
+// rather than never delivering.
+func TestSTARTTLSFailureFallsBackToPlaintext(t *testing.T) {
+	rx := &receiver{tlsMaxVersion: tls.VersionTLS11}
+	w := newWorld(t, worldOpts{rx: rx, starttls: true})
+	w.start(w.config())
+	id := w.enqueue("alice@example.test", []string{"bob@remote.test"}, testMsg)
+	waitFor(t, "delivery", func() bool { return len(rx.messages()) == 1 })
+	waitFor(t, "queue drained", func() bool { _, ok := w.entry(id); return !ok })
+	if rx.messages()[0].tls {
+		t.Error("delivered over TLS although the handshake cannot succeed")
+	}
+	if n := rx.conns.Load(); n != 2 {
+		t.Errorf("receiver saw %d connections, want 2 (TLS attempt, then plaintext)", n)
+	}
+	if !strings.Contains(w.log(), "retrying without TLS") {
+		t.Errorf("log does not record the fallback:\n%s", w.log())
+	}
 }
 
 func TestPlaintextWhenNoSTARTTLS(t *testing.T) {

@@ -48,6 +48,8 @@ type receiver struct {
 	user, pass string
 	// mechs overrides the offered AUTH mechanisms.
 	mechs []string
+	// tlsMaxVersion, when set, caps the TLS version the receiver offers.
+	tlsMaxVersion uint16
 }
 
 func (r *receiver) messages() []rxMsg {
@@ -168,7 +170,7 @@ func startReceiver(t *testing.T, r *receiver, ip, port string, tlsCert *tls.Cert
 	srv.WriteTimeout = 10 * time.Second
 	srv.ErrorLog = nopLog{}
 	if tlsCert != nil {
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*tlsCert}}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*tlsCert}, MaxVersion: r.tlsMaxVersion}
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, port))
 	if err != nil {

@@ -1,6 +1,8 @@
 package accounts
 
 import (
+	"context"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -42,5 +44,30 @@ func TestMemTrimmer(t *testing.T) {
 	time.Sleep(trimQuiet + 200*time.Millisecond)
 	if len(released) != 1 {
 		t.Fatal("a stopped trimmer released")
+	}
+}
+
+// Every protocol's password checks go through the Authenticator, so it is
+// the one place that must start the trim: a login, good or bad, leads to
+// one release once logins pause.
+func TestAuthenticatorTrimsAfterLogins(t *testing.T) {
+	ctx := context.Background()
+	st, cfg, m := setup(t)
+	m.Add(ctx, "t@example.com", "t-password")
+	a := NewAuthenticator(st, cfg, AuthOptions{Sleep: noSleep})
+	a.params = cheapParams()
+	released := make(chan struct{}, 4)
+	a.trim.release = func() { released <- struct{}{} }
+	a.Authenticate(ctx, "imap", netip.MustParseAddr("192.0.2.7"), "t@example.com", "t-password")
+	a.Authenticate(ctx, "imap", netip.MustParseAddr("192.0.2.7"), "ghost@example.com", "wrong-password")
+	select {
+	case <-released:
+	case <-time.After(trimQuiet + 5*time.Second):
+		t.Fatal("no memory release after a login burst")
+	}
+	select {
+	case <-released:
+		t.Fatal("one burst released twice")
+	case <-time.After(trimQuiet + 200*time.Millisecond):
 	}
 }

@@ -185,6 +185,8 @@ func isASCII(s string) bool {
 	return true
 }
 
+// finishGroup re-starts a group step with its original id and gives it
+// the worst status of its children.
 func finishGroup(rec *report.Recorder, id string) {
 	s, ok := rec.Get(id)
 	if !ok {
@@ -196,23 +198,9 @@ func finishGroup(rec *report.Recorder, id string) {
 			worst = c.Status
 		}
 	}
-	h := &groupHandle{rec: rec, id: id, start: s.StartedAt}
-	h.finish(worst)
-}
-
-type groupHandle struct {
-	rec   *report.Recorder
-	id    string
-	start time.Time
-}
-
-func (g *groupHandle) finish(st report.Status) {
-	// A group step is re-started with its original id; its status is the
-	// worst of its children.
-	s, _ := g.rec.Get(g.id)
-	h := g.rec.Start(g.id, s.Parent, s.Title, s.Target)
-	if st == report.StatusFail || st == report.StatusError || st == report.StatusWarn {
-		h.Finish(st, "", "see the steps below", nil)
+	h := rec.Start(id, s.Parent, s.Title, s.Target)
+	if worst == report.StatusFail || worst == report.StatusError || worst == report.StatusWarn {
+		h.Finish(worst, "", "see the steps below", nil)
 		return
 	}
 	h.Pass("")

@@ -236,10 +236,7 @@ func TestCrashKeepsAcknowledgedMail(t *testing.T) {
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
 	ca := testutil.NewCA(t)
-	leaf := ca.Issue(t, []string{"mail.example.com", "127.0.0.1"}, time.Time{}, time.Time{})
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	copyFile(t, leaf.CertFile, certFile)
-	copyFile(t, leaf.KeyFile, keyFile)
+	certFile, keyFile := installCert(t, ca, dir, "mail.example.com", "127.0.0.1")
 
 	// Remote mail must stay queued and never leave the machine: the remote
 	// domain's MX is loopback port 25, where nothing may listen.

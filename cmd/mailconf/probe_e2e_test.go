@@ -80,9 +80,7 @@ func newE2EServer(t *testing.T) *e2eServer {
 	t.Helper()
 	dir := t.TempDir()
 	s := &e2eServer{dir: dir, cfgFile: filepath.Join(dir, "mailconf.toml"), ca: testutil.NewCA(t), listen: map[string]string{}}
-	leaf := s.ca.Issue(t, []string{e2eHost, "autoconfig." + e2eDomain, "autodiscover." + e2eDomain}, time.Time{}, time.Time{})
-	copyFile(t, leaf.CertFile, filepath.Join(dir, "cert.pem"))
-	copyFile(t, leaf.KeyFile, filepath.Join(dir, "key.pem"))
+	installCert(t, s.ca, dir, e2eHost, "autoconfig."+e2eDomain, "autodiscover."+e2eDomain)
 	// FreeAddr closes its probe listener, so it can hand out one port twice.
 	used := map[string]bool{}
 	for _, k := range append([]string{"http", "https"}, e2eMailServices...) {

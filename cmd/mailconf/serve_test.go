@@ -154,10 +154,7 @@ func get(t *testing.T, c *http.Client, url string) (int, string) {
 func TestServeWithConfigReloadAndStop(t *testing.T) {
 	dir := t.TempDir()
 	ca := testutil.NewCA(t)
-	leaf := ca.Issue(t, []string{"mail.example.com", "127.0.0.1"}, time.Time{}, time.Time{})
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	copyFile(t, leaf.CertFile, certFile)
-	copyFile(t, leaf.KeyFile, keyFile)
+	certFile, keyFile := installCert(t, ca, dir, "mail.example.com", "127.0.0.1")
 	httpAddr, httpsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	imapsAddr, submissionsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cfgFile := filepath.Join(dir, "mailconf.toml")
@@ -198,9 +195,7 @@ name = "example.com"
 	first := servedSerial(t, httpsAddr, ca)
 
 	// SIGHUP picks up a renewed certificate without a restart.
-	renewed := ca.Issue(t, []string{"mail.example.com"}, time.Time{}, time.Time{})
-	copyFile(t, renewed.CertFile, certFile)
-	copyFile(t, renewed.KeyFile, keyFile)
+	installCert(t, ca, dir, "mail.example.com")
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -352,13 +347,21 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-func copyFile(t *testing.T, from, to string) {
+// installCert issues a certificate from ca for names as dir/cert.pem and
+// dir/key.pem, the files [tls] names; installing again over them is a
+// renewal.
+func installCert(t *testing.T, ca *testutil.CA, dir string, names ...string) (certFile, keyFile string) {
 	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
+	leaf := ca.Issue(t, names, time.Time{}, time.Time{})
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for from, to := range map[string]string{leaf.CertFile: certFile, leaf.KeyFile: keyFile} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, to, string(b))
 	}
-	writeFile(t, to, string(b))
+	return certFile, keyFile
 }
 
 func writeFile(t *testing.T, path, content string) {

@@ -56,7 +56,7 @@ func (sel *selection) resolveLocked(set goimap.NumSet) []target {
 				n = min(n+int(min(uint64(len(entries)), uint64(stop-start)+1)), len(entries))
 			}
 		}
-		out := make([]target, 0, min(n, len(entries)))
+		out := make([]target, 0, n)
 		for _, r := range set {
 			start, stop := staticRange(r.Start, r.Stop, max)
 			if start == 0 {
@@ -71,10 +71,7 @@ func (sel *selection) resolveLocked(set goimap.NumSet) []target {
 				}
 			}
 		}
-		if !slices.IsSortedFunc(out, func(a, b target) int { return cmpUID(a.seq, b.seq) }) {
-			slices.SortFunc(out, func(a, b target) int { return cmpUID(a.seq, b.seq) })
-		}
-		return slices.CompactFunc(out, func(a, b target) bool { return a.seq == b.seq })
+		return sortedByUID(out)
 	case goimap.UIDSet:
 		max := sel.mb.maxUIDLocked()
 		// Sized up front (SEARCH resolves 1:* every time, and a mailbox of
@@ -90,7 +87,7 @@ func (sel *selection) resolveLocked(set goimap.NumSet) []target {
 			i, _ := sel.mb.indexOf(start)
 			n = min(n+int(min(uint64(len(entries)-i), uint64(stop-start)+1)), len(entries))
 		}
-		out := make([]target, 0, min(n, len(entries)))
+		out := make([]target, 0, n)
 		for _, r := range set {
 			start, stop := staticRange(uint32(r.Start), uint32(r.Stop), max)
 			if start == 0 {
@@ -101,12 +98,20 @@ func (sel *selection) resolveLocked(set goimap.NumSet) []target {
 				out = append(out, at(i))
 			}
 		}
-		if !slices.IsSortedFunc(out, func(a, b target) int { return cmpUID(a.uid, b.uid) }) {
-			slices.SortFunc(out, func(a, b target) int { return cmpUID(a.uid, b.uid) })
-		}
-		return slices.CompactFunc(out, func(a, b target) bool { return a.uid == b.uid })
+		return sortedByUID(out)
 	}
 	return nil
+}
+
+// sortedByUID orders targets by UID and drops repeats. UID order is the
+// client's sequence order too (both follow the index), and the order the
+// callers merge store results in.
+func sortedByUID(out []target) []target {
+	cmp := func(a, b target) int { return cmpUID(a.uid, b.uid) }
+	if !slices.IsSortedFunc(out, cmp) {
+		slices.SortFunc(out, cmp)
+	}
+	return slices.CompactFunc(out, func(a, b target) bool { return a.uid == b.uid })
 }
 
 // staticRange replaces "*" (0) by max and orders the bounds.

@@ -242,12 +242,3 @@ func readKey(path string) (crypto.Signer, error) {
 	}
 	return rk, nil
 }
-
-// Domain returns the domain part of an address, lower-cased ("" if none).
-func Domain(addr string) string {
-	i := strings.LastIndexByte(addr, '@')
-	if i < 0 {
-		return ""
-	}
-	return strings.ToLower(addr[i+1:])
-}

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -40,24 +39,6 @@ submissions = "127.0.0.1:2465"
 name = "example.com"
 `
 
-// syncBuffer collects log output from concurrent sessions.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // env is a store with two accounts, the shared authenticator and a POP3
 // server on two loopback listeners (110-style with STLS, 995-style).
 type env struct {
@@ -67,7 +48,7 @@ type env struct {
 	st        *store.Store
 	auth      *accounts.Authenticator
 	srv       *Server
-	logs      *syncBuffer
+	logs      *testutil.SyncBuffer
 	metrics   *metrics.Metrics
 	plainAddr string
 	tlsAddr   string
@@ -93,7 +74,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	mgr := accounts.NewManager(st, cfg)
-	e := &env{t: t, st: st, logs: &syncBuffer{}, metrics: metrics.New(), served: make(chan error, 2)}
+	e := &env{t: t, st: st, logs: &testutil.SyncBuffer{}, metrics: metrics.New(), served: make(chan error, 2)}
 	if e.alice, err = mgr.Add(ctx, alice, alicePass); err != nil {
 		t.Fatal(err)
 	}

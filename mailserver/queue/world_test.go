@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -222,8 +221,7 @@ type world struct {
 	port    string
 	clock   *clock
 	metrics *metrics.Metrics
-	logs    *bytes.Buffer
-	logMu   *sync.Mutex
+	logs    *testutil.SyncBuffer
 }
 
 // zone: remote.test has MX records (a dead preferred host first), amx.test
@@ -247,7 +245,7 @@ type worldOpts struct {
 func newWorld(t *testing.T, o worldOpts) *world {
 	t.Helper()
 	w := &world{t: t, dir: t.TempDir(), clock: &clock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)},
-		metrics: metrics.New(), logs: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+		metrics: metrics.New(), logs: &testutil.SyncBuffer{}}
 	w.openStore()
 	var err error
 	w.alice, err = w.st.CreateAccount(context.Background(), "alice@example.test", "x", []store.MailboxSpec{{Name: store.Inbox}})
@@ -278,22 +276,7 @@ func (w *world) openStore() {
 	w.t.Cleanup(func() { st.Close() })
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (w *world) log() string {
-	w.logMu.Lock()
-	defer w.logMu.Unlock()
-	return w.logs.String()
-}
+func (w *world) log() string { return w.logs.String() }
 
 func (w *world) config() Config {
 	port := 0
@@ -307,7 +290,7 @@ func (w *world) config() Config {
 		PollInterval: 20 * time.Millisecond,
 		ConnTimeout:  10 * time.Second,
 		Now:          w.clock.Now,
-		Logger:       slog.New(slog.NewTextHandler(lockedWriter{w.logMu, w.logs}, nil)),
+		Logger:       slog.New(slog.NewTextHandler(w.logs, nil)),
 		Metrics:      w.metrics,
 	}
 }

@@ -106,24 +106,6 @@ func (s *recordSink) all() []stored {
 	return append([]stored(nil), s.msgs...)
 }
 
-// syncBuffer collects log output from concurrent sessions.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // world is the three listeners on loopback with a real test CA.
 type world struct {
 	ca        *testutil.CA
@@ -132,7 +114,7 @@ type world struct {
 	auth      *fakeAuth
 	rcpts     *fakeRecipients
 	sink      *recordSink
-	logs      *syncBuffer
+	logs      *testutil.SyncBuffer
 	metrics   *metrics.Metrics
 	mx        *Server
 	sub, subs *Server
@@ -148,7 +130,7 @@ func newWorld(t testing.TB, tweak func(*Config)) *world {
 		auth:    &fakeAuth{},
 		rcpts:   &fakeRecipients{},
 		sink:    &recordSink{},
-		logs:    &syncBuffer{},
+		logs:    &testutil.SyncBuffer{},
 		metrics: metrics.New(),
 	}
 	w.leaf = w.ca.Issue(t, []string{testHost, "127.0.0.1"}, time.Time{}, time.Time{})

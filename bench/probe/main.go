@@ -19,10 +19,8 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"sort"
 	"strconv"
@@ -231,30 +229,14 @@ func measure(rep *report.Report, wall time.Duration) result {
 // roots are the system roots, the --ca files and, with a config, the
 // service's own certificate (as `mailconf probe` trusts it).
 func roots(cfg *config.Config, cas []string) (*x509.CertPool, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
+	pool := certs.SystemPool()
+	if err := certs.AppendFiles(pool, cas); err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
 	}
-	for _, f := range cas {
-		pem, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("--ca: %w", err)
+	if cfg != nil {
+		if err := certs.TrustOwn(pool, cfg); err != nil {
+			return nil, fmt.Errorf("own certificate: %w", err)
 		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca %s: no PEM certificate", f)
-		}
-	}
-	if cfg == nil {
-		return pool, nil
-	}
-	own := certs.File(cfg)
-	pem, err := os.ReadFile(own)
-	switch {
-	case errors.Is(err, fs.ErrNotExist) && cfg.TLS.Cert == "":
-	case err != nil:
-		return nil, fmt.Errorf("own certificate: %w", err)
-	default:
-		pool.AppendCertsFromPEM(pem)
 	}
 	return pool, nil
 }

@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -124,29 +122,13 @@ func probeCommand(ctx context.Context, cfg *config.Config, args []string, stdin 
 // configured certificate that cannot be read is only a warning, since the
 // probe is how the operator finds out what is wrong.
 func probeRoots(cfg *config.Config, caFiles []string) (*x509.CertPool, []string, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	for _, f := range caFiles {
-		pem, err := os.ReadFile(f)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--ca: %w", err)
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, nil, fmt.Errorf("--ca %s: no PEM certificate in the file", f)
-		}
+	pool := certs.SystemPool()
+	if err := certs.AppendFiles(pool, caFiles); err != nil {
+		return nil, nil, fmt.Errorf("--ca: %w", err)
 	}
 	var warnings []string
-	own := certs.File(cfg)
-	pem, err := os.ReadFile(own)
-	switch {
-	case errors.Is(err, fs.ErrNotExist) && cfg.TLS.Cert == "":
-		// No self-signed certificate yet: `mailconf serve` has not run here.
-	case err != nil:
+	if err := certs.TrustOwn(pool, cfg); err != nil {
 		warnings = append(warnings, fmt.Sprintf("the service's own certificate is not trusted: %v", err))
-	case !pool.AppendCertsFromPEM(pem):
-		warnings = append(warnings, fmt.Sprintf("the service's own certificate is not trusted: no PEM certificate in %s", own))
 	}
 	return pool, warnings, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -327,10 +326,7 @@ func newProbeWeb(cfg *config.Config, cat *autoconfig.Catalog, cm *certs.Manager,
 			return nil, err
 		}
 	}
-	// Without system roots (SystemCertPool fails, nil), Pool starts an
-	// empty pool: only the service's own chain is trusted then.
-	sys, _ := x509.SystemCertPool()
-	roots := cm.Pool(sys)
+	roots := cm.Pool(certs.SystemPool())
 	own := []string{cfg.Hostname}
 	for _, d := range cfg.Domains {
 		own = append(own, d.Name, "autoconfig."+d.Name, "autodiscover."+d.Name)

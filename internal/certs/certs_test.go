@@ -117,3 +117,45 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestClientTrust: a client trusts the service's own certificate once it
+// exists; a self-signed one not generated yet is no error, a configured
+// one that is missing or an unusable --ca file is.
+func TestClientTrust(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, "example.test", "")
+	pool := SystemPool()
+	if err := TrustOwn(pool, cfg); err != nil {
+		t.Errorf("before serve ran: %v", err)
+	}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	if err := TrustOwn(pool, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Current().Leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "autoconfig.example.test"}); err != nil {
+		t.Errorf("own self-signed certificate not trusted: %v", err)
+	}
+
+	missing := testConfig(t, dir, "example.test", "[tls]\ncert = \""+filepath.Join(dir, "gone.pem")+"\"\nkey = \""+filepath.Join(dir, "gone.key")+"\"\n")
+	if err := TrustOwn(x509.NewCertPool(), missing); err == nil {
+		t.Error("a missing configured certificate was no error")
+	}
+
+	ca := testutil.NewCA(t)
+	if err := AppendFiles(pool, []string{ca.RootFile}); err != nil {
+		t.Errorf("--ca root: %v", err)
+	}
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{notPEM, filepath.Join(dir, "nonexistent.pem")} {
+		if err := AppendFiles(pool, []string{f}); err == nil {
+			t.Errorf("AppendFiles(%s) accepted it", f)
+		}
+	}
+}

@@ -148,7 +148,11 @@ func startServer(dir string) (stop func() error, addr string, err error) {
 		return nil, "", err
 	}
 	go srv.Serve(ln)
-	return func() error { return srv.Shutdown(ctx) }, ln.Addr().String(), nil
+	return func() error {
+		err := srv.Shutdown(ctx)
+		st.Close()
+		return err
+	}, ln.Addr().String(), nil
 }
 
 type target struct {

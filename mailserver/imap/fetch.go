@@ -65,20 +65,16 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, set goimap.NumSet, opts *goi
 		}
 	}
 	sc := &fetchScratch{lower: map[*goimap.FetchItemBodySection][]string{}}
-	for _, bs := range opts.BodySection {
-		if len(bs.HeaderFields) > 0 {
-			sc.lower[bs] = lowerFieldNames(bs.HeaderFields)
-		}
-	}
-	if needFull {
-		sc.copyBuf = make([]byte, 32<<10)
-	}
 	if !needFull && !needHeader {
+		// Index data only: one message value serves them all, as nothing
+		// is read for it.
+		m := message{srv: ss.srv}
 		for i := range ts {
 			if ts[i].seq == 0 {
 				continue
 			}
-			if err := ss.fetchOne(w, &ts[i], &message{srv: ss.srv, e: &ts[i].e}, opts, markSeen, sc); err != nil {
+			m.e = &ts[i].e
+			if err := ss.fetchOne(w, &ts[i], &m, opts, markSeen, sc); err != nil {
 				return err
 			}
 		}
@@ -159,14 +155,17 @@ func prepareMessages(ctx context.Context, srv *Server, ts []target, needFull boo
 			if needFull {
 				err = m.load(buf)
 			} else {
-				if _, cached := srv.hdrs.get(t.e.BodyKey()); !cached && t.e.Size <= maxPreload {
-					// A first FETCH of headers: reading the small body
-					// whole is one read into a recycled buffer, cheaper
-					// than an open file and reads up to the blank line.
-					err = m.load(buf)
-				}
-				if err == nil {
-					_, err = m.header() // a copy goes to the cache
+				if !m.cachedHeader() {
+					if t.e.Size <= maxPreload {
+						// A first FETCH of headers: reading the small
+						// body whole is one read into a recycled buffer,
+						// cheaper than an open file and reads up to the
+						// blank line.
+						err = m.load(buf)
+					}
+					if err == nil {
+						_, err = m.readHeader() // a copy goes to the cache
+					}
 				}
 				// The header is all this FETCH needs.
 				m.close()
@@ -241,14 +240,24 @@ func (m *message) load(buf []byte) error {
 // header returns the header block including the blank line that ends it
 // (the whole message if it has none).
 func (m *message) header() ([]byte, error) {
-	if m.hdrDone {
+	if m.hdrDone || m.cachedHeader() {
 		return m.hdr, nil
 	}
-	key := m.e.BodyKey()
-	if h, ok := m.srv.hdrs.get(key); ok {
+	return m.readHeader()
+}
+
+// cachedHeader takes the header block from the server's cache if it is
+// there.
+func (m *message) cachedHeader() bool {
+	h, ok := m.srv.hdrs.get(m.e.BodyKey())
+	if ok {
 		m.hdr, m.hdrDone = h, true
-		return h, nil
 	}
+	return ok
+}
+
+// readHeader reads the header block from the body and caches it.
+func (m *message) readHeader() ([]byte, error) {
 	b, err := m.open()
 	if err != nil {
 		return nil, err
@@ -257,7 +266,7 @@ func (m *message) header() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.srv.hdrs.put(key, h)
+	m.srv.hdrs.put(m.e.BodyKey(), h)
 	m.hdr, m.hdrDone = h, true
 	return h, nil
 }
@@ -276,7 +285,7 @@ func (m *message) close() {
 // fetchScratch is what one FETCH command reuses from message to message.
 type fetchScratch struct {
 	copyBuf []byte                                    // io.CopyBuffer's, for bodies served from their file
-	lower   map[*goimap.FetchItemBodySection][]string // HEADER.FIELDS names, lower-cased once
+	lower   map[*goimap.FetchItemBodySection][]string // HEADER.FIELDS names, lower-cased at first use
 	fields  []byte                                    // the last HEADER.FIELDS answer
 }
 
@@ -388,6 +397,7 @@ func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBo
 			lower, ok := sc.lower[bs]
 			if !ok {
 				lower = lowerFieldNames(bs.HeaderFields)
+				sc.lower[bs] = lower
 			}
 			// The encoder copies the answer, so the next message reuses
 			// its bytes.
@@ -435,40 +445,29 @@ func writeBodySection(rw *imapserver.FetchResponseWriter, bs *goimap.FetchItemBo
 }
 
 // readHeaderBlock reads the header block of a body, including the blank
-// line that ends it.
+// line that ends it (CRLF or bare LF). A body without a blank line is all
+// header; headers longer than 1 MiB are not scanned further. The bytes
+// scanned are the answer, so nothing is read twice.
 func readHeaderBlock(b *io.SectionReader) ([]byte, error) {
-	end := headerEnd(b)
-	hdr := make([]byte, end)
-	if _, err := b.ReadAt(hdr, 0); err != nil && !(errors.Is(err, io.EOF) && end == 0) {
-		return nil, fmt.Errorf("imap: read header: %w", err)
-	}
-	return hdr, nil
-}
-
-// headerEnd returns the length of the header block including the blank
-// line that ends it (CRLF or bare LF); a message without a blank line is
-// all header.
-func headerEnd(r *io.SectionReader) int64 {
-	size := r.Size()
-	buf := make([]byte, 0, 8192)
-	chunk := make([]byte, 8192)
-	var off int64
-	for off < size {
-		n, err := r.ReadAt(chunk, off)
+	size := b.Size()
+	var buf []byte
+	chunk := make([]byte, min(size, 8192))
+	for off := int64(0); off < size; {
+		n, err := b.ReadAt(chunk, off)
 		buf = append(buf, chunk[:n]...)
 		off += int64(n)
 		if i := blankLine(buf); i >= 0 {
-			return int64(i)
-		}
-		if err != nil || n == 0 {
-			break
+			// A copy of its own: the cache keeps it, not the scan buffer.
+			return bytes.Clone(buf[:i]), nil
 		}
 		if len(buf) > 1<<20 {
-			// Headers this long are not worth scanning further.
-			return int64(len(buf))
+			break
+		}
+		if err != nil && !(errors.Is(err, io.EOF) && off == size) {
+			return nil, fmt.Errorf("imap: read header: %w", err)
 		}
 	}
-	return size
+	return append([]byte{}, buf...), nil
 }
 
 // blankLine returns the offset just after the first empty line.

@@ -43,8 +43,8 @@ func TestMain(m *testing.M) {
 // daemon is a running `mailconf serve`.
 type daemon struct {
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testutil.SyncBuffer
+	stderr *testutil.SyncBuffer
 	exited chan struct{} // closed when the process has ended
 	err    error         // its exit status, once exited is closed
 }
@@ -60,7 +60,7 @@ func startDaemon(t *testing.T, dir string, args ...string) *daemon {
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "MAILCONF_CONFIG=")
-	d := &daemon{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	d := &daemon{cmd: cmd, stdout: &testutil.SyncBuffer{}, stderr: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	pr, pw := io.Pipe()
 	cmd.Stdout = io.MultiWriter(pw)
 	cmd.Stderr = d.stderr
@@ -114,30 +114,6 @@ func (d *daemon) stop(t *testing.T) {
 	if !regexp.MustCompile(`msg"?[=:]"?stopped`).MatchString(d.stderr.String()) {
 		t.Errorf("no clean stop logged:\n%s", d.stderr)
 	}
-}
-
-type syncBuffer struct {
-	mu chan struct{}
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) lock() {
-	if s.mu == nil {
-		s.mu = make(chan struct{}, 1)
-	}
-	s.mu <- struct{}{}
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.lock()
-	defer func() { <-s.mu }()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.lock()
-	defer func() { <-s.mu }()
-	return s.b.String()
 }
 
 func get(t *testing.T, c *http.Client, url string) (int, string) {

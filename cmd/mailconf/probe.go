@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"time"
 
@@ -60,8 +59,8 @@ func probeCommand(ctx context.Context, cfg *config.Config, args []string, stdin 
 		return exitUsage
 	}
 	if *resolver != "" {
-		if _, _, err := net.SplitHostPort(*resolver); err != nil {
-			fmt.Fprintf(stderr, "mailconf probe: --resolver %q: want HOST:PORT\n", *resolver)
+		if err := checkResolver(*resolver); err != nil {
+			fmt.Fprintf(stderr, "mailconf probe: --resolver %q: %v\n", *resolver, err)
 			return exitUsage
 		}
 	}

@@ -282,6 +282,8 @@ func TestProbeUsage(t *testing.T) {
 		{"", []string{"a@example.test", "--password-stdin"}, "no password line"},
 		{"\n", []string{"a@example.test", "--password-stdin"}, "password line is empty"},
 		{"", []string{"a@example.test", "--resolver", "no port"}, "--resolver"},
+		{"", []string{"a@example.test", "--resolver", ":53"}, "want HOST:PORT"},
+		{"", []string{"a@example.test", "--resolver", "127.0.0.1:0"}, "want 1 to 65535"},
 	} {
 		r := runProbeTest(t, nil, cfg, c.stdin, c.args...)
 		if r.code != exitUsage || !strings.Contains(r.stderr, c.want) {

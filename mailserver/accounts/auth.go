@@ -17,8 +17,8 @@ import (
 
 // Authentication outcomes other than success. Protocols map them to their
 // replies: ErrAuthFailed to IMAP NO [AUTHENTICATIONFAILED], SMTP 535 5.7.8,
-// POP3 -ERR [AUTH]; ErrThrottled to IMAP NO [UNAVAILABLE], SMTP 454 4.7.0,
-// POP3 -ERR [LOGIN-DELAY]; ErrTemporary to IMAP NO [UNAVAILABLE], SMTP
+// POP3 -ERR [AUTH]; ErrThrottled to IMAP NO [AUTHENTICATIONFAILED] (with
+// its own text), SMTP 454 4.7.0, POP3 -ERR [LOGIN-DELAY]; ErrTemporary to IMAP NO [UNAVAILABLE], SMTP
 // 454 4.7.0, POP3 -ERR [SYS/TEMP].
 var (
 	// ErrAuthFailed is the one answer for an unknown user, a wrong password

@@ -15,7 +15,7 @@ import (
 	"mailconf/mailserver/store"
 )
 
-func (ss *session) Fetch(w *imapserver.FetchWriter, set goimap.NumSet, opts *goimap.FetchOptions) error {
+func (ss *session) Fetch(w *imapserver.FetchWriter, set goimap.NumSet, opts *goimap.FetchOptions) (retErr error) {
 	sel, err := ss.selected()
 	if err != nil {
 		return err
@@ -82,7 +82,13 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, set goimap.NumSet, opts *goi
 	}
 	if len(ts) > 1 {
 		ss.g.beginBatch()
-		defer ss.g.endBatch()
+		defer func() {
+			// The batched responses are only on the wire once this
+			// write succeeds.
+			if err := ss.g.endBatch(); err != nil && retErr == nil {
+				retErr = fmt.Errorf("imap: fetch: send responses: %w", err)
+			}
+		}()
 	}
 	// A helper goroutine opens the next messages' files (and reads their
 	// header blocks) while this one encodes and writes: on two cores the

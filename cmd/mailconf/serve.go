@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -326,7 +327,9 @@ func newProbeWeb(cfg *config.Config, cat *autoconfig.Catalog, cm *certs.Manager,
 			return nil, err
 		}
 	}
-	roots := cm.Pool(certs.SystemPool())
+	// Asked at every probe run: after a SIGHUP reload the new certificate
+	// is the one to trust.
+	roots := func() *x509.CertPool { return cm.Pool(certs.SystemPool()) }
 	own := []string{cfg.Hostname}
 	for _, d := range cfg.Domains {
 		own = append(own, d.Name, "autoconfig."+d.Name, "autodiscover."+d.Name)

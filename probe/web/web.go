@@ -105,9 +105,11 @@ type Options struct {
 	// OwnPorts are this service's own listener ports, allowed in addition
 	// to the standard mail and web ports (2993 in the embedded default).
 	OwnPorts []int
-	// RootCAs are the trust anchors (the service's own certificate and the
-	// system roots); nil means the system roots.
-	RootCAs *x509.CertPool
+	// RootCAs returns the trust anchors (the service's own certificate and
+	// the system roots). It is asked at every run, so that a certificate
+	// reloaded on SIGHUP is trusted from the next run on; nil means the
+	// system roots.
+	RootCAs func() *x509.CertPool
 	// Resolver is "host:port" of the DNS resolver; "" is the system's.
 	Resolver string
 	// StaffTokens are the bearer tokens of staff (see LoadTokens).
@@ -359,9 +361,13 @@ func (h *Handler) options(in *input) probe.Options {
 	if in.staff {
 		reason = "staff"
 	}
+	var roots *x509.CertPool
+	if h.opts.RootCAs != nil {
+		roots = h.opts.RootCAs()
+	}
 	o := probe.Options{
 		Resolver: h.opts.Resolver,
-		RootCAs:  h.opts.RootCAs,
+		RootCAs:  roots,
 		Policy: netguard.Policy{
 			AllowHosts: append([]string(nil), h.opts.OwnHosts...),
 			AllowPorts: append([]int(nil), h.opts.OwnPorts...),

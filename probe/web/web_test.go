@@ -3,6 +3,7 @@ package web
 import (
 	"bufio"
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,7 +130,7 @@ func newEnv(t *testing.T, mod func(*Options)) *env {
 	opts := Options{
 		Catalog:     autoconfig.NewCatalog(cfg),
 		OwnHosts:    ownHosts,
-		RootCAs:     w.CA.Pool,
+		RootCAs:     func() *x509.CertPool { return w.CA.Pool },
 		Resolver:    w.DNS.Addr,
 		StaffTokens: []string{"other-token", staffToken},
 		EHLOName:    "mail.example.test",
@@ -276,6 +278,31 @@ func TestAnonymousServedDomain(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), `"msg":"probe request"`) {
 		t.Errorf("no audit log line:\n%s", e.logs.String())
+	}
+}
+
+// TestTrustRootsPerRun: the trust anchors are asked for at every run, so
+// the service's certificate reloaded on SIGHUP is trusted from the next
+// run on (they were once fixed when the server started).
+func TestTrustRootsPerRun(t *testing.T) {
+	var trusted atomic.Bool
+	e := newEnv(t, func(o *Options) {
+		ca := o.RootCAs
+		o.RootCAs = func() *x509.CertPool {
+			if trusted.Load() {
+				return ca()
+			}
+			return x509.NewCertPool()
+		}
+	})
+	if rep := decodeReport(t, e.probe(t, address, "")); rep.Summary.Status == report.OverallOK || rep.Summary.Status == report.OverallWarnings {
+		t.Fatalf("status %s with no trusted root", rep.Summary.Status)
+	}
+	trusted.Store(true)
+	if rep := decodeReport(t, e.probe(t, address, "")); rep.Summary.Status != report.OverallOK && rep.Summary.Status != report.OverallWarnings {
+		var b bytes.Buffer
+		_ = report.Text(&b, rep, false)
+		t.Fatalf("status %s once the root is trusted\n%s", rep.Summary.Status, b.String())
 	}
 }
 

@@ -221,8 +221,8 @@ func lookups(ctx context.Context, r *dnsq.Client, addr autoconfig.Address, rec *
 		kind  string // mx, srv, host
 	}
 	qs := []q{{d, dns.TypeMX, "mx"}}
-	for _, s := range discover.SRVServices {
-		qs = append(qs, q{s.Name + "." + d, dns.TypeSRV, "srv"})
+	for _, s := range autoconfig.SRVServices() {
+		qs = append(qs, q{s.Label + "." + d, dns.TypeSRV, "srv"})
 	}
 	qs = append(qs, q{"_autodiscover._tcp." + d, dns.TypeSRV, "srv"})
 	for _, h := range []string{"autoconfig." + d, "autodiscover." + d} {

@@ -10,6 +10,7 @@ package dnsrecords
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,23 +67,21 @@ func (r Record) Type() string { return dns.TypeToString[r.RR.Header().Rrtype] }
 // String is the record as one zone-file line.
 func (r Record) String() string { return r.RR.String() }
 
-// srvService is one RFC 6186 / RFC 8314 service label.
-type srvService struct {
-	label    string
-	protocol autoconfig.Protocol
-	security autoconfig.Security
+// mailServices lists the mail SRV services in the order they are printed:
+// submission first, as the setup page lists them.
+func mailServices() []autoconfig.SRVService {
+	all := autoconfig.SRVServices()
+	slices.SortStableFunc(all, func(x, y autoconfig.SRVService) int {
+		return boolInt(y.Protocol == autoconfig.SMTP) - boolInt(x.Protocol == autoconfig.SMTP)
+	})
+	return all
 }
 
-// mailServices lists the mail SRV labels in the order they are printed.
-func mailServices() []srvService {
-	return []srvService{
-		{"_submissions._tcp", autoconfig.SMTP, autoconfig.TLS},
-		{"_submission._tcp", autoconfig.SMTP, autoconfig.StartTLS},
-		{"_imaps._tcp", autoconfig.IMAP, autoconfig.TLS},
-		{"_imap._tcp", autoconfig.IMAP, autoconfig.StartTLS},
-		{"_pop3s._tcp", autoconfig.POP3, autoconfig.TLS},
-		{"_pop3._tcp", autoconfig.POP3, autoconfig.StartTLS},
+func boolInt(b bool) int {
+	if b {
+		return 1
 	}
+	return 0
 }
 
 // Records returns the records every named domain should publish, or every
@@ -195,14 +194,14 @@ func (b *builder) build(dkimValue string) {
 // and IMAP before POP3 (RFC 6186 compares priorities across the two).
 func (b *builder) mailSRV() {
 	for _, svc := range mailServices() {
-		name := svc.label + "." + b.s.Domain
+		name := svc.Label + "." + b.s.Domain
 		list := b.s.Incoming
-		if svc.protocol == autoconfig.SMTP {
+		if svc.Protocol == autoconfig.SMTP {
 			list = b.s.Outgoing
 		}
 		offered := false
 		for i, e := range list {
-			if e.Protocol != svc.protocol || e.Security != svc.security {
+			if e.Protocol != svc.Protocol || e.Security != svc.Security {
 				continue
 			}
 			offered = true

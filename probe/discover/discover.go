@@ -45,20 +45,6 @@ const (
 	Published = "mailconf.published"
 )
 
-// SRVServices are the RFC 6186/8314 services, in preference order.
-var SRVServices = []struct {
-	Name     string
-	Protocol autoconfig.Protocol
-	Security autoconfig.Security
-}{
-	{"_imaps._tcp", autoconfig.IMAP, autoconfig.TLS},
-	{"_imap._tcp", autoconfig.IMAP, autoconfig.StartTLS},
-	{"_pop3s._tcp", autoconfig.POP3, autoconfig.TLS},
-	{"_pop3._tcp", autoconfig.POP3, autoconfig.StartTLS},
-	{"_submissions._tcp", autoconfig.SMTP, autoconfig.TLS},
-	{"_submission._tcp", autoconfig.SMTP, autoconfig.StartTLS},
-}
-
 // Config is what discovery needs.
 type Config struct {
 	HTTP     *http.Client
@@ -481,8 +467,8 @@ func mxDomains(mx *dnsq.Result, domain string) []string {
 func srvAttempt(info DNSInfo, domain string) *attempt {
 	a := &attempt{rec: report.Discovery{Mechanism: SRV, Priority: 5, Query: "_imaps _imap _pop3s _pop3 _submissions _submission ._tcp." + domain, Redirects: []string{}, Servers: []report.Server{}}}
 	allAD := true
-	for _, s := range SRVServices {
-		res := info.SRV[s.Name]
+	for _, s := range autoconfig.SRVServices() {
+		res := info.SRV[s.Label]
 		if res == nil {
 			continue
 		}

@@ -34,7 +34,7 @@ func seedQueue(t *testing.T, cfg *config.Config) (int64, int64) {
 	if err := st.Reschedule(ctx, a, time.Now().Add(time.Hour), "bob@remote.test: 451 4.3.0 try\r\nlater"); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SetRecipientStatus(ctx, a, "carol@remote.test", store.RcptDelivered, ""); err != nil {
+	if err := st.SetRecipientStatus(ctx, a, store.RecipientUpdate{Rcpt: "carol@remote.test", Status: store.RcptDelivered}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := st.Enqueue(ctx, "", []string{"dave@remote.test"}, strings.NewReader("Subject: b\r\n\r\ny\r\n"), time.Time{})

@@ -64,6 +64,7 @@ func (q *Queue) attempt(ctx context.Context, e store.QueueEntry) {
 	recordCtx := context.WithoutCancel(ctx)
 	expired := q.cfg.Now().Sub(e.Created) >= q.cfg.MaxAge
 	var bounced []bounce
+	var deferred []store.RecipientUpdate
 	var lastErr string
 	for _, r := range pending {
 		f, ok := failures[r]
@@ -85,9 +86,10 @@ func (q *Queue) attempt(ctx context.Context, e store.QueueEntry) {
 			continue
 		}
 		log.Info("queue recipient deferred", "rcpt", r, "reason", f.text)
-		if err := q.st.SetRecipientStatus(recordCtx, e.ID, r, store.RcptPending, f.String()); err != nil {
-			log.Error("queue record deferral", "rcpt", r, "err", err)
-		}
+		deferred = append(deferred, store.RecipientUpdate{Rcpt: r, Status: store.RcptPending, Reason: f.String()})
+	}
+	if err := q.st.SetRecipientStatus(recordCtx, e.ID, deferred...); err != nil {
+		log.Error("queue record deferrals", "rcpts", len(deferred), "err", err)
 	}
 	if len(bounced) > 0 {
 		// The DSN is queued before the recipients are marked failed: after
@@ -97,10 +99,12 @@ func (q *Queue) attempt(ctx context.Context, e store.QueueEntry) {
 				log.Error("queue DSN", "err", err)
 			}
 		}
+		failed := make([]store.RecipientUpdate, 0, len(bounced))
 		for _, b := range bounced {
-			if err := q.st.SetRecipientStatus(recordCtx, e.ID, b.rcpt, store.RcptFailed, b.f.String()); err != nil {
-				log.Error("queue record failure", "rcpt", b.rcpt, "err", err)
-			}
+			failed = append(failed, store.RecipientUpdate{Rcpt: b.rcpt, Status: store.RcptFailed, Reason: b.f.String()})
+		}
+		if err := q.st.SetRecipientStatus(recordCtx, e.ID, failed...); err != nil {
+			log.Error("queue record failures", "rcpts", len(failed), "err", err)
 		}
 	}
 	left, err := q.st.QueueEntry(recordCtx, e.ID)
@@ -324,10 +328,12 @@ func (q *Queue) session(ctx context.Context, t target, e store.QueueEntry, rcpts
 	}
 	// The 250 is recorded before anything else, QUIT included.
 	recordCtx := context.WithoutCancel(ctx)
+	delivered := make([]store.RecipientUpdate, 0, len(accepted))
 	for _, r := range accepted {
-		if err := q.st.SetRecipientStatus(recordCtx, e.ID, r, store.RcptDelivered, ""); err != nil {
-			q.log.Error("queue record delivery", "queue_id", e.ID, "rcpt", r, "err", err)
-		}
+		delivered = append(delivered, store.RecipientUpdate{Rcpt: r, Status: store.RcptDelivered})
+	}
+	if err := q.st.SetRecipientStatus(recordCtx, e.ID, delivered...); err != nil {
+		q.log.Error("queue record delivery", "queue_id", e.ID, "rcpts", len(accepted), "err", err)
 	}
 	if m := q.cfg.Metrics; m != nil {
 		m.Messages.WithLabelValues("out").Inc()

@@ -406,7 +406,7 @@ func TestDeliveredRecipientIsNeverSentAgain(t *testing.T) {
 	w := newWorld(t, worldOpts{rx: rx})
 	// A recipient whose 250 was recorded before a crash.
 	id := w.enqueue("alice@example.test", []string{"done@remote.test", "now@remote.test", "later@remote.test"}, testMsg)
-	if err := w.st.SetRecipientStatus(context.Background(), id, "done@remote.test", store.RcptDelivered, ""); err != nil {
+	if err := w.st.SetRecipientStatus(context.Background(), id, store.RecipientUpdate{Rcpt: "done@remote.test", Status: store.RcptDelivered}); err != nil {
 		t.Fatal(err)
 	}
 	q, _ := w.start(w.config())

@@ -190,24 +190,41 @@ func (s *Store) OpenQueued(ctx context.Context, id int64) (*Body, error) {
 	return s.openBody(blob, size)
 }
 
-// SetRecipientStatus records the outcome for one recipient: RcptDelivered
-// after a 250 (committed before the relay moves on, so a crash never sends
-// twice to that recipient), RcptFailed after a permanent error, RcptPending
-// with a reason after a temporary one.
-func (s *Store) SetRecipientStatus(ctx context.Context, id int64, rcpt string, status RecipientStatus, reason string) error {
-	switch status {
-	case RcptPending, RcptDelivered, RcptFailed:
-	default:
-		return fmt.Errorf("store: unknown recipient status %q", status)
+// RecipientUpdate is one recipient's outcome for SetRecipientStatus.
+type RecipientUpdate struct {
+	Rcpt   string
+	Status RecipientStatus
+	Reason string
+}
+
+// SetRecipientStatus records outcomes of one queue entry's recipients in
+// one transaction (one fsync for a message to many recipients):
+// RcptDelivered after a 250 (committed before the relay moves on, so a
+// crash never sends twice to that recipient), RcptFailed after a
+// permanent error, RcptPending with a reason after a temporary one. An
+// unknown recipient fails the whole call (ErrNotFound) and records nothing.
+func (s *Store) SetRecipientStatus(ctx context.Context, id int64, updates ...RecipientUpdate) error {
+	for _, u := range updates {
+		switch u.Status {
+		case RcptPending, RcptDelivered, RcptFailed:
+		default:
+			return fmt.Errorf("store: unknown recipient status %q", u.Status)
+		}
+	}
+	if len(updates) == 0 {
+		return nil
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE queue_rcpts SET status = ?, last_error = ?, updated = ? WHERE queue_id = ? AND rcpt = ?`,
-			string(status), reason, s.now().UnixNano(), id, rcpt)
-		if err != nil {
-			return fmt.Errorf("store: recipient status: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("store: queue entry %d recipient %s: %w", id, rcpt, ErrNotFound)
+		now := s.now().UnixNano()
+		for _, u := range updates {
+			res, err := tx.ExecContext(ctx, `UPDATE queue_rcpts SET status = ?, last_error = ?, updated = ? WHERE queue_id = ? AND rcpt = ?`,
+				string(u.Status), u.Reason, now, id, u.Rcpt)
+			if err != nil {
+				return fmt.Errorf("store: recipient status: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return fmt.Errorf("store: queue entry %d recipient %s: %w", id, u.Rcpt, ErrNotFound)
+			}
 		}
 		return nil
 	})

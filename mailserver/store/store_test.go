@@ -631,14 +631,19 @@ func TestAcceptAndQueue(t *testing.T) {
 		t.Fatalf("queued body %q", qb)
 	}
 	id := res.QueueID
-	if err := s.SetRecipientStatus(ctx, id, "r1@remote.test", RcptDelivered, "250 ok"); err != nil {
+	if err := s.SetRecipientStatus(ctx, id, RecipientUpdate{"r1@remote.test", RcptDelivered, "250 ok"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetRecipientStatus(ctx, id, "r2@remote.test", RcptPending, "451 try later"); err != nil {
+	if err := s.SetRecipientStatus(ctx, id, RecipientUpdate{"r2@remote.test", RcptPending, "451 try later"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetRecipientStatus(ctx, id, "nobody@x", RcptFailed, ""); !errors.Is(err, ErrNotFound) {
+	if err := s.SetRecipientStatus(ctx, id, RecipientUpdate{"nobody@x", RcptFailed, ""}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown recipient: %v", err)
+	}
+	// A batch is one transaction: with an unknown recipient in it, the
+	// known one is not recorded either.
+	if err := s.SetRecipientStatus(ctx, id, RecipientUpdate{"r2@remote.test", RcptFailed, "550"}, RecipientUpdate{"nobody@x", RcptFailed, ""}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("batch with an unknown recipient: %v", err)
 	}
 	if err := s.Reschedule(ctx, id, now.Add(time.Hour), "451 try later"); err != nil {
 		t.Fatal(err)
@@ -656,7 +661,7 @@ func TestAcceptAndQueue(t *testing.T) {
 	if due, _ := s.QueueDue(ctx, now, 10); len(due) != 1 {
 		t.Fatalf("retried entry not due")
 	}
-	s.SetRecipientStatus(ctx, id, "r2@remote.test", RcptFailed, "550 no")
+	s.SetRecipientStatus(ctx, id, RecipientUpdate{"r2@remote.test", RcptFailed, "550 no"})
 	if due, _ := s.QueueDue(ctx, now.Add(48*time.Hour), 10); len(due) != 0 {
 		t.Fatalf("entry without pending recipients is due")
 	}

@@ -25,6 +25,7 @@ import (
 	"mailconf/autoconfig"
 	"mailconf/config"
 	"mailconf/internal/metrics"
+	"mailconf/internal/testutil"
 	"mailconf/probe"
 	"mailconf/probe/check"
 	"mailconf/probe/probetest"
@@ -69,24 +70,6 @@ name = "example.test"
 // loopback.
 var ownHosts = []string{"autoconfig.example.test", "imap.example.test", "smtp.example.test", "mx.example.test", "example.test"}
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // clock is an injectable time for the rate limits.
 type clock struct {
 	mu sync.Mutex
@@ -104,7 +87,7 @@ type env struct {
 	w          *probetest.World
 	imap, smtp *probetest.Mail
 	srv        *httptest.Server
-	logs       *syncBuffer
+	logs       *testutil.SyncBuffer
 	metrics    *metrics.Metrics
 	clock      *clock
 }
@@ -116,7 +99,7 @@ func newEnv(t *testing.T, mod func(*Options)) *env {
 	t.Helper()
 	w := probetest.NewWorld(t)
 	w.Zone(t, "example.test. 300 IN MX 10 mx.example.test.\nmx.example.test. 300 IN A 127.0.0.1\n")
-	e := &env{w: w, logs: &syncBuffer{}, metrics: metrics.New(), clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	e := &env{w: w, logs: &testutil.SyncBuffer{}, metrics: metrics.New(), clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
 	e.imap = &probetest.Mail{Proto: "imap", Implicit: true, Cert: probetest.Cert(t, w.CA, "imap.example.test"), User: address, Pass: password}
 	e.smtp = &probetest.Mail{Proto: "smtp", Implicit: true, Cert: probetest.Cert(t, w.CA, "smtp.example.test"), User: address, Pass: password}
 	w.Mail(t, "imap.example.test", 993, e.imap)

@@ -544,6 +544,12 @@ type updates struct {
 	ch       chan struct{}
 }
 
+// notifyWait is how long a test waits for an unsolicited update. It
+// asserts that the update comes, not how fast: the 1 s target of issue #4
+// is measured by bench/imap (tens of milliseconds there, a few here), and
+// under make test's parallel packages one wait took over a second.
+const notifyWait = 10 * time.Second
+
 func newUpdates() *updates { return &updates{ch: make(chan struct{}, 100)} }
 
 func (u *updates) handler() *imapclient.UnilateralDataHandler {
@@ -639,7 +645,7 @@ func TestConcurrentSessions(t *testing.T) {
 	if err := b.Noop().Wait(); err != nil {
 		t.Fatal(err)
 	}
-	ub.wait(t, 2*time.Second, func() bool { return len(ub.expunged) == 2 })
+	ub.wait(t, notifyWait, func() bool { return len(ub.expunged) == 2 })
 	got, err = b.Fetch(goimap.SeqSetNum(1, 2, 3), &goimap.FetchOptions{Envelope: true, Flags: true}).Collect()
 	if err != nil || len(got) != 3 {
 		t.Fatal(got, err)
@@ -662,14 +668,14 @@ func TestConcurrentSessions(t *testing.T) {
 	if _, err := e.st.Deliver(context.Background(), e.aliceID, "INBOX", []byte(testMessage(99)), time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	ub.wait(t, time.Second, func() bool { return slices.Contains(ub.exists, 4) })
+	ub.wait(t, notifyWait, func() bool { return slices.Contains(ub.exists, 4) })
 	t.Logf("IDLE saw a delivered message after %v", time.Since(start))
 	appendMsg(t, a, "INBOX", testMessage(100), nil)
-	ub.wait(t, time.Second, func() bool { return slices.Contains(ub.exists, 5) })
+	ub.wait(t, notifyWait, func() bool { return slices.Contains(ub.exists, 5) })
 	if _, err := a.Store(goimap.SeqSetNum(1), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Flags: []goimap.Flag{goimap.FlagAnswered}}, nil).Collect(); err != nil {
 		t.Fatal(err)
 	}
-	ub.wait(t, time.Second, func() bool { return ub.flags >= 1 })
+	ub.wait(t, notifyWait, func() bool { return ub.flags >= 1 })
 	// An expunge in A during IDLE reaches B at once.
 	if _, err := a.Store(goimap.SeqSetNum(1), &goimap.StoreFlags{Op: goimap.StoreFlagsAdd, Silent: true, Flags: []goimap.Flag{goimap.FlagDeleted}}, nil).Collect(); err != nil {
 		t.Fatal(err)
@@ -677,7 +683,7 @@ func TestConcurrentSessions(t *testing.T) {
 	if _, err := a.Expunge().Collect(); err != nil {
 		t.Fatal(err)
 	}
-	ub.wait(t, time.Second, func() bool { return len(ub.expunged) == 3 && ub.expunged[2] == 1 })
+	ub.wait(t, notifyWait, func() bool { return len(ub.expunged) == 3 && ub.expunged[2] == 1 })
 	if err := idle.Close(); err != nil {
 		t.Fatal(err)
 	}

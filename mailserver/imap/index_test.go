@@ -423,5 +423,5 @@ func TestFetchBatching(t *testing.T) {
 	}
 	defer idle.Close()
 	appendMsg(t, c, "INBOX", testMessage(99), nil)
-	ub.wait(t, time.Second, func() bool { return slices.Contains(ub.exists, 61) })
+	ub.wait(t, notifyWait, func() bool { return slices.Contains(ub.exists, 61) })
 }
